@@ -1,0 +1,2 @@
+//! tandem-graph: the model as tandem sees it.
+pub mod zoo;
