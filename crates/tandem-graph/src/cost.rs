@@ -1,0 +1,118 @@
+//! Per-op cost features: arithmetic (multiply-adds and floating-point operations) and bytes moved.
+//!
+//! Counts are made on the decluttered operators an op computes, so a Conv is counted as a convolution
+//! whatever kernels tract picks for it. Every op gets an honest non-zero count where it computes anything:
+//! pooling counts one operation per window element, normalisation and softmax a handful per element.
+
+use serde::{Deserialize, Serialize};
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, SumPool};
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
+
+/// Cost features of one op.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpCost {
+    /// Multiply-accumulates (convolutions, matrix products); 0 for other ops.
+    pub macs: u64,
+    /// Floating-point operations: 2 per multiply-accumulate, plus the honest count of everything else.
+    pub flops: u64,
+    /// Bytes of the activations it reads (weights excluded).
+    pub bytes_in: u64,
+    /// Bytes of the activations it writes.
+    pub bytes_out: u64,
+    /// Bytes of the constant weights it reads.
+    pub weight_bytes: u64,
+}
+
+fn volume(fact: &TypedFact) -> u64 {
+    fact.shape.as_concrete().map(|s| s.iter().product::<usize>() as u64).unwrap_or(0)
+}
+
+/// The kind of decluttered node `id`: tract's operator name, refined for grouped and depthwise convolutions.
+pub(crate) fn kind_of(model: &TypedModel, id: usize) -> String {
+    let node = &model.nodes[id];
+    if let Some(conv) = node.op_as::<Conv>() {
+        if conv.group > 1 {
+            let cin = conv.input_channels();
+            return if conv.group == cin { "DepthwiseConv".into() } else { "GroupConv".into() };
+        }
+        return "Conv".into();
+    }
+    node.op.name().to_string()
+}
+
+/// (multiply-accumulates, floating-point operations) of decluttered node `id`.
+pub(crate) fn arithmetic(model: &TypedModel, id: usize) -> (u64, u64) {
+    let node = &model.nodes[id];
+    let input = |i: usize| model.outlet_fact(node.inputs[i]).map(volume).unwrap_or(0);
+    let out = node.outputs.first().map(|o| volume(&o.fact)).unwrap_or(0);
+    if let Some(conv) = node.op_as::<Conv>() {
+        let kernel: u64 = conv.pool_spec.kernel_shape.iter().product::<usize>() as u64;
+        let per_output = (conv.input_channels() / conv.group.max(1)) as u64 * kernel;
+        let macs = out * per_output;
+        return (macs, 2 * macs + out);
+    }
+    if let Some(einsum) = node.op_as::<EinSum>() {
+        // Every distinct axis is iterated once: the product of all axis sizes is the MAC count.
+        let mut macs: u64 = 1;
+        for axis in einsum.axes.iter_all_axes() {
+            let dim = axis
+                .inputs
+                .iter()
+                .enumerate()
+                .find_map(|(slot, pos)| pos.first().map(|&p| (slot, p)))
+                .and_then(|(slot, p)| model.outlet_fact(node.inputs[slot]).ok()?.shape[p].to_usize().ok())
+                .or_else(|| axis.outputs[0].first().and_then(|&p| node.outputs[0].fact.shape[p].to_usize().ok()))
+                .unwrap_or(1);
+            macs *= dim as u64;
+        }
+        return (macs, 2 * macs);
+    }
+    if let Some(pool) = node.op_as::<MaxPool>() {
+        let kernel: u64 = pool.pool_spec.kernel_shape.iter().product::<usize>() as u64;
+        return (0, out * kernel);
+    }
+    if let Some(pool) = node.op_as::<SumPool>() {
+        let kernel: u64 = pool.pool_spec.kernel_shape.iter().product::<usize>() as u64;
+        return (0, out * kernel + out);
+    }
+    if node.op_is::<Reduce>() {
+        return (0, input(0));
+    }
+    if node.op_is::<Softmax>() {
+        // max, subtract, exp, sum, divide
+        return (0, 5 * input(0));
+    }
+    let name = node.op.name();
+    if name.contains("Norm") {
+        // mean, variance, normalise, scale and shift
+        return (0, 8 * input(0));
+    }
+    if is_data_movement(&name) {
+        return (0, 0);
+    }
+    // Element-wise and everything else: one operation per output element.
+    (0, out)
+}
+
+fn is_data_movement(name: &str) -> bool {
+    matches!(
+        name,
+        "AddAxis" | "RmAxis" | "Reshape" | "IntoShape" | "MoveAxis" | "Move" | "Slice" | "Concat" | "TypedConcat"
+            | "Gather" | "Pad" | "Identity" | "Cast" | "Downsample" | "MultiBroadcastTo" | "Tile"
+    ) || name.starts_with("AxisOp")
+}
+
+/// Bytes of the constant inputs of decluttered node `id`.
+pub(crate) fn weight_bytes(model: &TypedModel, id: usize) -> u64 {
+    model.nodes[id]
+        .inputs
+        .iter()
+        .filter_map(|i| {
+            let producer = &model.nodes[i.node];
+            (producer.op.name() == "Const").then(|| model.outlet_fact(*i).ok()).flatten()
+        })
+        .map(|f| volume(f) * f.datum_type.size_of() as u64)
+        .sum()
+}

@@ -1,0 +1,455 @@
+//! Splitting one op, or a short chain of ops, into parts that run on different processors.
+//!
+//! A split cuts the output of the chain along one axis into contiguous ranges. Each part is a tract model
+//! that takes the chain's full input tensors and computes one range of the output; concatenating the parts'
+//! outputs along the axis gives the unsplit result. Parts are built from the decluttered operators by
+//! walking backwards from the wanted output range and asking each operator which range of each input it
+//! needs:
+//!
+//! - output channels of a convolution slice its weights (and, for grouped and depthwise convolutions,
+//!   the input channels of the groups concerned);
+//! - spatial rows of a convolution or pooling read the input rows under their windows (the halo), with
+//!   padding kept only at the true borders;
+//! - matrix products (EinSum), element-wise and broadcasting binary ops, softmax and reductions along other
+//!   axes slice the inputs that carry the axis.
+//!
+//! Constant inputs are sliced at build time, so a part holds only its share of the weights. Each part is
+//! then optimised by tract on its own.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::Slice;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, PaddingSpec, PoolSpec, SumPool};
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
+
+use crate::cost::{self, OpCost};
+use crate::error::{chain, GraphError, Result};
+use crate::graph::{Graph, OpId, ValueId};
+
+/// One part of a split: a range of the output along the split axis and the model that computes it.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Output range along the split axis.
+    pub range: Range<usize>,
+    /// The optimised part model: inputs are [`Split::inputs`] (full tensors), output the range.
+    pub model: TypedModel,
+}
+
+/// A split of an op chain into parts.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// The ops of the chain, in order; the last one's output is split.
+    pub ops: Vec<OpId>,
+    /// Output axis.
+    pub axis: usize,
+    /// The chain's input tensors in the optimised graph, in the order the part models take them.
+    pub inputs: Vec<ValueId>,
+    /// The chain's output tensor in the optimised graph.
+    pub output: ValueId,
+    /// The parts, in axis order.
+    pub parts: Vec<Part>,
+}
+
+/// How a split is asked for: the output axis and the fractions at which to cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitSpec {
+    /// Output axis.
+    pub axis: usize,
+    /// Cut points as fractions of the axis, increasing, each in (0, 1).
+    pub ratios: Vec<f64>,
+    /// Round cut points to multiples of this (a kernel's block size); 1 for none.
+    pub align: usize,
+}
+
+/// Cut points for an axis of length `dim`: fractions rounded to `align`, with empty parts dropped.
+pub fn boundaries(dim: usize, ratios: &[f64], align: usize) -> Vec<usize> {
+    let align = align.max(1);
+    let mut cuts = vec![0];
+    for r in ratios {
+        let raw = (r.clamp(0.0, 1.0) * dim as f64).round() as usize;
+        let aligned = ((raw + align / 2) / align * align).min(dim);
+        if aligned > *cuts.last().unwrap() && aligned < dim {
+            cuts.push(aligned);
+        }
+    }
+    cuts.push(dim);
+    cuts
+}
+
+/// The decluttered sub-graph an op chain computes: its nodes, its input values and its output.
+struct Chain {
+    /// Decluttered node ids covered, in topological order.
+    nodes: Vec<usize>,
+    /// Decluttered input outlets (non-constant), with the optimised value that holds the same tensor.
+    inputs: Vec<(OutletId, ValueId)>,
+    /// Decluttered output outlet.
+    output: OutletId,
+}
+
+fn decl_output(graph: &Graph, op: OpId) -> Option<OutletId> {
+    Some(OutletId::new(graph.ops[op].origin?, 0))
+}
+
+fn chain_of(graph: &Graph, ops: &[OpId]) -> Result<Chain> {
+    let fail = |reason: String| GraphError::InvalidSplit { op: graph.ops[*ops.last().unwrap()].name.clone(), reason };
+    let mut nodes: Vec<usize> = ops.iter().flat_map(|&o| graph.ops[o].decluttered.iter().copied()).collect();
+    nodes.sort();
+    nodes.dedup();
+    let last = *ops.last().ok_or_else(|| fail("empty chain".into()))?;
+    if graph.ops[last].outputs.len() != 1 {
+        return Err(fail("only single-output ops are split".into()));
+    }
+    let output = decl_output(graph, last).ok_or_else(|| fail("no decluttered operator behind this op".into()))?;
+    // Intermediate ops of a chain must feed only the chain.
+    for &o in &ops[..ops.len() - 1] {
+        if graph.successors(o).iter().any(|s| !ops.contains(s)) || graph.outputs.iter().any(|e| graph.op_of_node(e.value.node) == Some(o)) {
+            return Err(fail(format!("op {} of the chain is also used outside it", graph.ops[o].name)));
+        }
+    }
+    // Inputs: decluttered outlets read by the chain and produced outside it (constants excluded), matched
+    // to the optimised values entering the chain.
+    let typed = &graph.typed;
+    let mut inputs = vec![];
+    let entering: Vec<_> = ops.iter().flat_map(|&o| graph.ops[o].inputs.iter()).filter(|e| e.from.map(|f| !ops.contains(&f)).unwrap_or(true)).collect();
+    for &n in &nodes {
+        for i in &typed.nodes[n].inputs {
+            if nodes.contains(&i.node) || typed.nodes[i.node].op.name() == "Const" || inputs.iter().any(|(d, _)| d == i) {
+                continue;
+            }
+            let producer = &typed.nodes[i.node];
+            // Find the optimised value for it: a model input by name, or the output of the op whose
+            // origin is the producer.
+            let value = entering.iter().find(|e| match e.from {
+                None => graph.optimized.nodes[e.value.node].name == producer.name,
+                Some(f) => graph.ops[f].origin == Some(i.node),
+            });
+            let value = value.ok_or_else(|| fail(format!("input {} has no matching tensor in the optimised graph", producer.name)))?;
+            let dfact = typed.outlet_fact(*i).map_err(|e| fail(chain(&e)))?;
+            if dfact.shape.as_concrete() != Some(&value.shape[..]) {
+                return Err(fail(format!("input {} changes layout between decluttered and optimised graphs", producer.name)));
+            }
+            inputs.push((*i, value.value));
+        }
+    }
+    Ok(Chain { nodes, inputs, output })
+}
+
+/// What a node needs of its inputs to produce one range of its output.
+enum Rewrite {
+    /// Same op, inputs sliced as listed.
+    Same(Vec<Need>),
+    /// A replacement op, inputs sliced as listed.
+    With(Box<dyn TypedOp>, Vec<Need>),
+}
+
+/// The range of one input a node needs.
+#[derive(Clone, Debug)]
+enum Need {
+    Full,
+    Range(usize, Range<usize>),
+}
+
+fn shape_of(model: &TypedModel, o: OutletId) -> TractResult<Vec<usize>> {
+    Ok(model.outlet_fact(o)?.shape.as_concrete().context("symbolic shape")?.to_vec())
+}
+
+/// Input rows `[lo, hi)` (possibly beyond the tensor) under the windows of output rows `range`.
+fn window(range: &Range<usize>, stride: usize, dilation: usize, kernel: usize, pad_before: usize) -> (isize, isize) {
+    let lo = (range.start * stride) as isize - pad_before as isize;
+    let hi = ((range.end - 1) * stride + (kernel - 1) * dilation + 1) as isize - pad_before as isize;
+    (lo, hi)
+}
+
+/// Rewrites a pooling spec for output range `range` on spatial axis `axis`; returns the spec and the input
+/// rows needed.
+fn spatial_pool(spec: &PoolSpec, input: &[usize], axis: usize, range: &Range<usize>) -> TractResult<(PoolSpec, Need)> {
+    let shape = spec.data_format.shape(input.to_vec())?;
+    let h_axis = shape.h_axis();
+    let hw = shape.hw_dims().to_vec();
+    let geo = axis - h_axis;
+    let padding = spec.computed_padding(&hw);
+    let (lo, hi) = window(range, spec.stride(geo), spec.dilation(geo), spec.kernel_shape[geo], padding[geo].pad_before);
+    let dim = hw[geo] as isize;
+    let (start, end) = (lo.max(0) as usize, hi.min(dim) as usize);
+    let mut before: TVec<usize> = padding.iter().map(|p| p.pad_before).collect();
+    let mut after: TVec<usize> = padding.iter().map(|p| p.pad_after).collect();
+    before[geo] = (-lo).max(0) as usize;
+    after[geo] = (hi - dim).max(0) as usize;
+    let mut spec = spec.clone();
+    spec.padding = PaddingSpec::Explicit(before, after);
+    Ok((spec, Need::Range(axis, start..end)))
+}
+
+/// Decides how `node` produces `range` of output axis `axis`.
+fn rewrite(model: &TypedModel, node: &TypedNode, axis: usize, range: &Range<usize>) -> TractResult<Rewrite> {
+    let input0 = shape_of(model, node.inputs[0])?;
+    if let Some(conv) = node.op_as::<Conv>() {
+        ensure!(conv.q_params.is_none(), "quantized convolutions are not split");
+        let shape = conv.pool_spec.data_format.shape(input0.clone())?;
+        let kernel_shape = shape_of(model, node.inputs[1])?;
+        let mut needs = vec![Need::Full; node.inputs.len()];
+        if axis == shape.c_axis() {
+            let o_axis = conv.kernel_fmt.o_axis(&kernel_shape);
+            let cout = conv.pool_spec.output_channels;
+            let mut conv = conv.clone();
+            if conv.group > 1 {
+                let per_group = cout / conv.group;
+                ensure!(range.start % per_group == 0 && range.end % per_group == 0, "grouped convolution split off group boundaries (groups of {per_group} channels)");
+                let (ga, gb) = (range.start / per_group, range.end / per_group);
+                let cin_per_group = conv.pool_spec.input_channels / conv.group;
+                needs[0] = Need::Range(shape.c_axis(), ga * cin_per_group..gb * cin_per_group);
+                conv.group = gb - ga;
+                conv.pool_spec.input_channels = (gb - ga) * cin_per_group;
+            }
+            conv.pool_spec.output_channels = range.len();
+            needs[1] = Need::Range(o_axis, range.clone());
+            if node.inputs.len() > 2 && shape_of(model, node.inputs[2])?.iter().product::<usize>() == cout {
+                let bias_rank = shape_of(model, node.inputs[2])?.len();
+                needs[2] = Need::Range(bias_rank.saturating_sub(1), range.clone());
+            }
+            return Ok(Rewrite::With(Box::new(conv), needs));
+        }
+        if shape.hw_axes().contains(&axis) {
+            let (spec, need) = spatial_pool(&conv.pool_spec, &input0, axis, range)?;
+            needs[0] = need;
+            return Ok(Rewrite::With(Box::new(Conv { pool_spec: spec, ..conv.clone() }), needs));
+        }
+        if Some(axis) == shape.n_axis() {
+            needs[0] = Need::Range(axis, range.clone());
+            return Ok(Rewrite::Same(needs));
+        }
+        bail!("axis {axis} of a convolution");
+    }
+    let pool_spec = node.op_as::<MaxPool>().map(|p| &p.pool_spec).or_else(|| node.op_as::<SumPool>().map(|p| &p.pool_spec));
+    if let Some(spec) = pool_spec {
+        let shape = spec.data_format.shape(input0.clone())?;
+        let new_spec = if shape.hw_axes().contains(&axis) {
+            spatial_pool(spec, &input0, axis, range)?
+        } else if axis == shape.c_axis() || Some(axis) == shape.n_axis() {
+            let mut spec = spec.clone();
+            if axis == shape.c_axis() {
+                spec.input_channels = range.len();
+                spec.output_channels = range.len();
+            }
+            (spec, Need::Range(axis, range.clone()))
+        } else {
+            bail!("axis {axis} of a pooling");
+        };
+        let op: Box<dyn TypedOp> = if let Some(p) = node.op_as::<MaxPool>() {
+            ensure!(p.with_index_outputs.is_none(), "max pooling with indices is not split");
+            Box::new(MaxPool { pool_spec: new_spec.0, ..p.clone() })
+        } else {
+            let p = node.op_as::<SumPool>().unwrap();
+            Box::new(SumPool { pool_spec: new_spec.0, ..p.clone() })
+        };
+        return Ok(Rewrite::With(op, vec![new_spec.1]));
+    }
+    // Ops that only carry the axis through: slice whichever inputs carry it.
+    let carries = node.op_is::<EinSum>() && node.op_as::<EinSum>().unwrap().q_params.is_none()
+        || node.op_is::<TypedBinOp>()
+        || node.op_is::<ElementWiseOp>()
+        || node.op_is::<Cast>()
+        || node.op_as::<Softmax>().map(|s| !s.axes.contains(&axis)).unwrap_or(false)
+        || node.op_as::<Reduce>().map(|r| !r.axes.contains(&axis)).unwrap_or(false);
+    ensure!(carries, "{} is not split along axis {axis}", node.op.name());
+    let mapping = model.node_axes_mapping(node.id)?;
+    let out_dim = node.outputs[0].fact.shape[axis].to_usize()?;
+    let repr = mapping.axis((InOut::Out(0), axis))?;
+    let mut needs = vec![];
+    for (slot, input) in node.inputs.iter().enumerate() {
+        let positions = &repr.inputs[slot];
+        let need = match positions.as_slice() {
+            [] => Need::Full,
+            [p] => {
+                let dim = shape_of(model, *input)?[*p];
+                if dim == out_dim {
+                    Need::Range(*p, range.clone())
+                } else {
+                    ensure!(dim == 1, "input {slot} has {dim} along the split axis, output {out_dim}");
+                    Need::Full
+                }
+            }
+            _ => bail!("axis appears twice in input {slot}"),
+        };
+        needs.push(need);
+    }
+    Ok(Rewrite::Same(needs))
+}
+
+/// Builds the decluttered model of one part: the chain's inputs, full, in; `range` of `axis` out.
+fn build_part(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>) -> TractResult<TypedModel> {
+    let typed = &graph.typed;
+    let mut part = TypedModel::default();
+    let mut sources = HashMap::new();
+    for (decl, _) in &chain.inputs {
+        let fact = typed.outlet_fact(*decl)?.without_value();
+        let name = typed.nodes[decl.node].name.clone();
+        sources.insert(*decl, part.add_source(name, fact)?);
+    }
+    let mut memo: HashMap<(OutletId, Option<(usize, usize, usize)>), OutletId> = HashMap::new();
+    let out = wire(typed, chain, &mut part, &sources, &mut memo, chain.output, Some((axis, range.clone())))?;
+    let got = part.outlet_fact(out)?.shape.as_concrete().context("symbolic")?.to_vec();
+    let mut want = shape_of(typed, chain.output)?;
+    want[axis] = range.len();
+    ensure!(got == want, "part computes shape {got:?}, expected {want:?}");
+    part.select_output_outlets(&[out])?;
+    Ok(part)
+}
+
+#[allow(clippy::type_complexity)]
+fn wire(
+    typed: &TypedModel,
+    chain: &Chain,
+    part: &mut TypedModel,
+    sources: &HashMap<OutletId, OutletId>,
+    memo: &mut HashMap<(OutletId, Option<(usize, usize, usize)>), OutletId>,
+    outlet: OutletId,
+    need: Option<(usize, Range<usize>)>,
+) -> TractResult<OutletId> {
+    let shape = shape_of(typed, outlet)?;
+    if let Some((a, _)) = &need {
+        ensure!(*a < shape.len(), "{} has no axis {a}", typed.nodes[outlet.node].name);
+    }
+    // A range covering the whole axis is no slice at all.
+    let need = need.filter(|(a, r)| !(r.start == 0 && r.end == shape[*a]));
+    let key = (outlet, need.as_ref().map(|(a, r)| (*a, r.start, r.end)));
+    if let Some(o) = memo.get(&key) {
+        return Ok(*o);
+    }
+    let node = &typed.nodes[outlet.node];
+    let suffix = need.as_ref().map(|(a, r)| format!(".slice{a}_{}_{}", r.start, r.end)).unwrap_or_default();
+    let wired = if let Some(&source) = sources.get(&outlet) {
+        match &need {
+            None => source,
+            Some((a, r)) => part.wire_node(format!("{}{suffix}", node.name), Slice::new(*a, r.start, r.end), &[source])?[0],
+        }
+    } else if let Some(konst) = typed.outlet_fact(outlet)?.konst.clone().filter(|_| node.op.name() == "Const") {
+        let t = match &need {
+            None => konst.into_tensor(),
+            Some((a, r)) => konst.slice(*a, r.start, r.end)?,
+        };
+        part.add_const(format!("{}{suffix}", node.name), t)?
+    } else {
+        ensure!(chain.nodes.contains(&node.id), "node {} is outside the chain", node.name);
+        ensure!(outlet.slot == 0 && node.outputs.len() == 1, "multi-output node {}", node.name);
+        let (op, needs): (Box<dyn TypedOp>, Vec<Need>) = match &need {
+            None => (node.op.clone(), vec![Need::Full; node.inputs.len()]),
+            Some((a, r)) => match rewrite(typed, node, *a, r).with_context(|| format!("splitting {}", node.name))? {
+                Rewrite::Same(needs) => (node.op.clone(), needs),
+                Rewrite::With(op, needs) => (op, needs),
+            },
+        };
+        let mut inputs = tvec![];
+        for (input, n) in node.inputs.iter().zip(needs) {
+            let n = match n {
+                Need::Full => None,
+                Need::Range(a, r) => Some((a, r)),
+            };
+            inputs.push(wire(typed, chain, part, sources, memo, *input, n)?);
+        }
+        part.wire_node(format!("{}{suffix}", node.name), op, &inputs)?[0]
+    };
+    memo.insert(key, wired);
+    Ok(wired)
+}
+
+impl Graph {
+    /// Splits the op chain `ops` (an op, or a short chain such as a convolution and its activation, each
+    /// feeding only the next) along output `axis` at `bounds` (increasing, from 0 to the axis length).
+    pub fn split(&self, ops: &[OpId], axis: usize, bounds: &[usize]) -> Result<Split> {
+        let chain = chain_of(self, ops)?;
+        let name = self.ops[*ops.last().unwrap()].name.clone();
+        let fail = |reason: String| GraphError::InvalidSplit { op: name.clone(), reason };
+        let dim = *shape_of(&self.typed, chain.output).map_err(|e| fail(chain_str(&e)))?.get(axis).ok_or_else(|| fail(format!("no axis {axis}")))?;
+        if bounds.len() < 2 || bounds[0] != 0 || *bounds.last().unwrap() != dim || bounds.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(fail(format!("bounds {bounds:?} must increase from 0 to {dim}")));
+        }
+        let mut parts = vec![];
+        for w in bounds.windows(2) {
+            let model = build_part(self, &chain, axis, w[0]..w[1])
+                .and_then(|m| m.into_optimized())
+                .map_err(|e| fail(chain_str(&e)))?;
+            parts.push(Part { range: w[0]..w[1], model });
+        }
+        let output = self.ops[*ops.last().unwrap()].outputs[0].value;
+        Ok(Split { ops: ops.to_vec(), axis, inputs: chain.inputs.iter().map(|(_, v)| *v).collect(), output, parts })
+    }
+
+    /// The chain `ops` as one unsplit model with the same inputs as [`Graph::split`]'s parts: the
+    /// reference a split is compared with.
+    pub fn chain_model(&self, ops: &[OpId]) -> Result<TypedModel> {
+        let chain = chain_of(self, ops)?;
+        let name = &self.ops[*ops.last().unwrap()].name;
+        let dim = shape_of(&self.typed, chain.output).map(|s| s[0]).unwrap_or(1);
+        build_part(self, &chain, 0, 0..dim)
+            .and_then(|m| m.into_optimized())
+            .map_err(|e| GraphError::InvalidSplit { op: name.clone(), reason: chain_str(&e) })
+    }
+}
+
+fn chain_str(e: &TractError) -> String {
+    chain(e)
+}
+
+/// Fills in each op's covered decluttered nodes, its cost and its split axes.
+pub(crate) fn annotate(graph: &mut Graph, op_origins: &[Vec<usize>]) {
+    let typed = &graph.typed;
+    let origin_op: HashMap<usize, OpId> =
+        op_origins.iter().enumerate().flat_map(|(op, os)| os.iter().map(move |&o| (o, op))).collect();
+    for (op, origins) in op_origins.iter().enumerate() {
+        // Walk back from the origins through operators that no other op claims (tract fused them here).
+        let mut covered: Vec<usize> = vec![];
+        let mut stack: Vec<usize> = origins.clone();
+        while let Some(n) = stack.pop() {
+            if covered.contains(&n) {
+                continue;
+            }
+            covered.push(n);
+            for i in &typed.nodes[n].inputs {
+                let p = &typed.nodes[i.node];
+                let leaf = matches!(&*p.op.name(), "Source" | "Const");
+                let claimed = origin_op.get(&i.node).map(|&o| o != op).unwrap_or(false);
+                if !leaf && !claimed {
+                    stack.push(i.node);
+                }
+            }
+        }
+        covered.sort();
+        let mut c = OpCost::default();
+        for &n in &covered {
+            let (macs, flops) = cost::arithmetic(typed, n);
+            c.macs += macs;
+            c.flops += flops;
+            c.weight_bytes += cost::weight_bytes(typed, n);
+        }
+        c.bytes_in = graph.ops[op].inputs.iter().map(|e| e.bytes).sum();
+        c.bytes_out = graph.ops[op].outputs.iter().map(|e| e.bytes).sum();
+        graph.ops[op].cost = c;
+        graph.ops[op].decluttered = covered;
+    }
+    // Split axes: try a two-way split of each candidate axis through the rewrite rules, without
+    // optimising anything.
+    for op in 0..graph.ops.len() {
+        let axes = match graph.ops[op].outputs.as_slice() {
+            [out] if graph.ops[op].decluttered.len() > 0 => {
+                let rank = out.shape.len();
+                (0..rank).filter(|&a| out.shape[a] > 1).filter(|&a| splittable(graph, op, a)).collect()
+            }
+            _ => vec![],
+        };
+        graph.ops[op].split_axes = axes;
+    }
+}
+
+fn splittable(graph: &Graph, op: OpId, axis: usize) -> bool {
+    let Ok(chain) = chain_of(graph, &[op]) else { return false };
+    let dim = graph.ops[op].outputs[0].shape[axis];
+    build_part(graph, &chain, axis, 0..dim / 2).is_ok() && build_part(graph, &chain, axis, dim / 2..dim).is_ok()
+}

@@ -1,0 +1,146 @@
+//! Load, cut and split every zoo model, and every model in `../shared/models` when that folder exists.
+
+use std::path::PathBuf;
+
+use rand::{Rng, SeedableRng};
+use tandem_graph::{boundaries, compare, Graph, InputShape, TValue, TVec};
+use tract_onnx::prelude::{tract_ndarray, IntoTValue, IntoTensor};
+
+/// `../shared/models` beside the repository, with input shapes from its MANIFEST.json.
+fn shared_models() -> Vec<(PathBuf, Vec<InputShape>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models");
+    let Ok(manifest) = std::fs::read_to_string(dir.join("MANIFEST.json")) else {
+        eprintln!("no ../shared/models: shared-model tests skipped");
+        return vec![];
+    };
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("MANIFEST.json parses");
+    let mut out = vec![];
+    for (_, entry) in manifest.as_object().unwrap() {
+        let file = dir.join(entry["file"].as_str().unwrap());
+        let shapes = entry["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(ix, s)| {
+                let dims = s.as_str().unwrap().split_once(':').unwrap().1;
+                format!("{ix}={dims}").parse().unwrap()
+            })
+            .collect();
+        out.push((file, shapes));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn zoo_graphs() -> Vec<Graph> {
+    tandem_graph::zoo::models()
+        .iter()
+        .map(|m| Graph::load_bytes(m.name, &tandem_graph::zoo::build(m.name, 7).unwrap(), &[]).unwrap())
+        .collect()
+}
+
+fn check_inspect(g: &Graph) {
+    assert!(!g.ops.is_empty(), "{}: no ops", g.name);
+    assert!(g.total_flops() > 0, "{}: zero flops", g.name);
+    for op in &g.ops {
+        for e in &op.inputs {
+            if let Some(f) = e.from {
+                assert!(f < op.id, "{}: op {} reads op {} which is not before it", g.name, op.id, f);
+            }
+        }
+        assert!(!op.outputs.is_empty(), "{}: op {} has no output", g.name, op.name);
+        let computes = matches!(op.kind.as_str(), "Conv" | "DepthwiseConv" | "GroupConv" | "EinSum" | "MaxPool" | "SumPool" | "Softmax");
+        if computes {
+            assert!(op.cost.flops > 0, "{}: {} ({}) counts no flops", g.name, op.name, op.kind);
+        }
+    }
+    // Every optimised non-leaf node belongs to exactly one op.
+    let mut seen = std::collections::HashSet::new();
+    for op in &g.ops {
+        for &n in &op.nodes {
+            assert!(seen.insert(n), "{}: node {n} in two ops", g.name);
+        }
+    }
+}
+
+fn check_cuts(g: &Graph) {
+    let inputs = g.random_inputs(1);
+    let reference = g.run_whole(inputs.clone()).unwrap();
+    for n in [2, 3, 5] {
+        for seed in 0..2 {
+            let cut = g.random_cut(n, seed);
+            assert_eq!(cut.len(), n.min(g.ops.len()));
+            let stages: Vec<_> = cut.iter().map(|ops| g.stage(ops).unwrap_or_else(|e| panic!("{}: {e}", g.name))).collect();
+            let outs = g.run_stages(&stages, inputs.clone()).unwrap();
+            for (r, o) in reference.iter().zip(&outs) {
+                assert_eq!(r.as_bytes(), o.as_bytes(), "{}: {n} stages (seed {seed}) differ from the whole model", g.name);
+            }
+        }
+    }
+}
+
+fn random_tensor(shape: &[usize], rng: &mut impl Rng) -> TValue {
+    let data: Vec<f32> = (0..shape.iter().product()).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), data).unwrap().into_tvalue()
+}
+
+/// Splits every splittable op of `g` along each of its axes at 0.25, 0.5 and 0.75; returns how many
+/// splits were checked.
+fn check_splits(g: &Graph) -> usize {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut checked = 0;
+    for op in &g.ops {
+        for &axis in &op.split_axes {
+            let dim = op.outputs[0].shape[axis];
+            let reference_model = g.chain_model(&[op.id]).unwrap();
+            for ratio in [0.25, 0.5, 0.75] {
+                let bounds = boundaries(dim, &[ratio], 1);
+                let split = g.split(&[op.id], axis, &bounds).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+                let inputs: TVec<TValue> =
+                    split.inputs.iter().map(|v| random_tensor(&g.optimized().outlet_fact((*v).into()).unwrap().shape.as_concrete().unwrap().to_vec(), &mut rng)).collect();
+                let reference = tandem_graph::run(&tandem_graph::compile(&reference_model, "ref").unwrap(), inputs.clone(), "ref").unwrap();
+                let joined = split.run_joined(&inputs).unwrap();
+                let (abs, rel) = compare(&reference[0].clone().into_tensor(), &joined).unwrap();
+                assert!(rel <= 1e-6, "{}: op {} ({}) split on axis {axis} at {ratio}: max abs {abs}, rel {rel}", g.name, op.name, op.kind, );
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
+
+#[test]
+fn zoo_models_load_and_inspect() {
+    for g in zoo_graphs() {
+        check_inspect(&g);
+    }
+}
+
+#[test]
+fn zoo_models_cut_and_chain_bit_exact() {
+    for g in zoo_graphs() {
+        check_cuts(&g);
+    }
+}
+
+#[test]
+fn zoo_models_split_every_splittable_op() {
+    for g in zoo_graphs() {
+        let n = check_splits(&g);
+        let splittable = g.ops.iter().filter(|o| !o.split_axes.is_empty()).count();
+        assert!(splittable * 2 >= g.ops.len(), "{}: only {splittable} of {} ops splittable", g.name, g.ops.len());
+        eprintln!("{}: {n} splits checked", g.name);
+    }
+}
+
+#[test]
+fn shared_models_load_cut_and_split() {
+    for (path, shapes) in shared_models() {
+        let g = Graph::load(&path, &shapes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        check_inspect(&g);
+        check_cuts(&g);
+        let n = check_splits(&g);
+        eprintln!("{}: {} ops, {n} splits checked", g.name, g.ops.len());
+    }
+}
