@@ -27,7 +27,7 @@ use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, PaddingSpec, PoolSpec, SumPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
+use tract_onnx::tract_core::ops::nn::{Reduce, RmsNorm, Softmax};
 
 use crate::cost::{self, OpCost};
 use crate::error::{chain, GraphError, Result};
@@ -257,7 +257,8 @@ fn rewrite(model: &TypedModel, node: &TypedNode, axis: usize, range: &Range<usiz
         || node.op_is::<ElementWiseOp>()
         || node.op_is::<Cast>()
         || node.op_as::<Softmax>().map(|s| !s.axes.contains(&axis)).unwrap_or(false)
-        || node.op_as::<Reduce>().map(|r| !r.axes.contains(&axis)).unwrap_or(false);
+        || node.op_as::<Reduce>().map(|r| !r.axes.contains(&axis)).unwrap_or(false)
+        || node.op_as::<RmsNorm>().map(|r| r.axis != axis).unwrap_or(false);
     ensure!(carries, "{} is not split along axis {axis}", node.op.name());
     let mapping = model.node_axes_mapping(node.id)?;
     let out_dim = node.outputs[0].fact.shape[axis].to_usize()?;
@@ -431,6 +432,11 @@ pub(crate) fn annotate(graph: &mut Graph, op_origins: &[Vec<usize>]) {
         }
         c.bytes_in = graph.ops[op].inputs.iter().map(|e| e.bytes).sum();
         c.bytes_out = graph.ops[op].outputs.iter().map(|e| e.bytes).sum();
+        // The kind is that of the heaviest operator the op computes: a matrix product tract fused into
+        // the following Add is still a matrix product.
+        if let Some(&heaviest) = covered.iter().max_by_key(|&&n| (cost::arithmetic(typed, n).1, n)) {
+            graph.ops[op].kind = cost::kind_of(typed, heaviest);
+        }
         graph.ops[op].cost = c;
         graph.ops[op].decluttered = covered;
     }

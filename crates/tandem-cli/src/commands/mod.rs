@@ -1,0 +1,36 @@
+//! One module per subcommand.
+
+pub mod inspect;
+pub mod zoo;
+
+use anyhow::Result;
+use tandem_graph::{Graph, InputShape};
+
+use crate::cli::{Cli, Command, ModelArgs};
+
+/// Runs the parsed command.
+pub fn dispatch(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Inspect(args) => inspect::run(args, cli.json),
+        Command::Zoo(args) => zoo::run(args, cli.json),
+    }
+}
+
+/// Loads the model named on the command line: a file, or a zoo model when no such file exists.
+pub fn load_model(args: &ModelArgs) -> Result<Graph> {
+    let shapes: Vec<InputShape> = args.shapes()?;
+    let path = std::path::Path::new(&args.model);
+    if !path.exists() {
+        if let Some(m) = tandem_graph::zoo::find(&args.model) {
+            let bytes = tandem_graph::zoo::build(m.name, 0)?;
+            return Ok(Graph::load_bytes(m.name, &bytes, &shapes)?);
+        }
+    }
+    Ok(Graph::load(path, &shapes)?)
+}
+
+/// Prints a serialisable value as one JSON object on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
