@@ -9,6 +9,13 @@ pub mod cli;
 pub mod commands;
 mod table;
 
+/// Writes text to stdout, returning (rather than panicking on) a closed pipe.
+pub(crate) fn out(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -28,6 +35,8 @@ pub fn main() -> ExitCode {
         .init();
     match commands::dispatch(&args) {
         Ok(()) => ExitCode::SUCCESS,
+        // `tandem inspect big.onnx | head`: the reader left, which is not an error.
+        Err(e) if e.downcast_ref::<std::io::Error>().map(|io| io.kind() == std::io::ErrorKind::BrokenPipe).unwrap_or(false) => ExitCode::SUCCESS,
         Err(e) => {
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             let mut line = msg.join(": ");

@@ -174,7 +174,13 @@ fn resolve_shapes(declared: &[DeclaredInput], overrides: &[InputShape]) -> Resul
                 (None, Some(dims)) if dims.iter().all(Option::is_some) => dims.iter().map(|d| d.unwrap()).collect(),
                 (None, dims) => {
                     let example = match dims {
-                        Some(d) => d.iter().map(|d| d.unwrap_or(1).to_string()).collect::<Vec<_>>().join(","),
+                        // Batch 1; other unknown sizes get a typical image or sequence size.
+                        Some(d) => d
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| v.unwrap_or(if i == 0 { 1 } else if d.len() == 4 { 224 } else { 64 }).to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
                         None => "1,3,224,224".into(),
                     };
                     return Err(GraphError::SymbolicInput { input: d.name.clone(), shape: show_dims(dims), example });

@@ -139,7 +139,7 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<()> {
         return super::print_json(&r);
     }
     let ins = r.inputs.iter().map(|t| format!("{} {}", t.name, shape(&t.shape))).collect::<Vec<_>>().join(", ");
-    println!("model {} ({} ops), inputs: {ins}", r.model, r.ops.len());
+    crate::out(&format!("model {} ({} ops), inputs: {ins}\n", r.model, r.ops.len()))?;
     let mut t = Table::new(&["id", "name", "kind", "output", "MFLOPs", "KB in", "KB out", "KB weights", "split axes"]);
     for o in &r.ops {
         t.row(vec![
@@ -154,16 +154,16 @@ pub fn run(args: &InspectArgs, json: bool) -> Result<()> {
             if o.split_axes.is_empty() { "-".into() } else { o.split_axes.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",") },
         ]);
     }
-    print!("{}", t.render());
-    println!(
-        "total: {:.1} MFLOPs ({:.1} M multiply-adds), {:.1} MB of weights, {} of {} ops splittable",
+    crate::out(&t.render())?;
+    crate::out(&format!(
+        "total: {:.1} MFLOPs ({:.1} M multiply-adds), {:.1} MB of weights, {} of {} ops splittable\n",
         r.total_flops as f64 / 1e6,
         r.total_macs as f64 / 1e6,
         r.total_weight_bytes as f64 / 1e6,
         r.ops.iter().filter(|o| o.splittable).count(),
         r.ops.len()
-    );
+    ))?;
     let counts = r.op_counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
-    println!("ops per kind: {counts}");
+    crate::out(&format!("ops per kind: {counts}\n"))?;
     Ok(())
 }

@@ -31,6 +31,6 @@ pub fn load_model(args: &ModelArgs) -> Result<Graph> {
 
 /// Prints a serialisable value as one JSON object on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    crate::out(&format!("{}\n", serde_json::to_string_pretty(value)?))?;
     Ok(())
 }

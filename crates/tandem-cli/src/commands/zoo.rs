@@ -30,7 +30,7 @@ pub fn run(args: &ZooArgs, json: bool) -> Result<()> {
             let shape = e.input_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
             t.row(vec![format!("{}{}", e.name, if e.default { " (default)" } else { "" }), shape, e.description.to_string()]);
         }
-        print!("{}", t.render());
+        crate::out(&t.render())?;
         return Ok(());
     };
     let model = zoo::get(name)?;
@@ -41,7 +41,7 @@ pub fn run(args: &ZooArgs, json: bool) -> Result<()> {
     if json {
         super::print_json(&serde_json::json!({ "model": model.name, "path": path, "seed": args.seed, "input_shape": model.input_shape }))
     } else {
-        println!("wrote {} (input {:?}, seed {}) to {}", model.name, model.input_shape, args.seed, path.display());
+        crate::out(&format!("wrote {} (input {:?}, seed {}) to {}\n", model.name, model.input_shape, args.seed, path.display()))?;
         Ok(())
     }
 }
