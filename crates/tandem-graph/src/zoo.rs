@@ -333,25 +333,22 @@ impl GraphBuilder {
 
     fn init_f32(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
-        debug_assert!(!self.has_initializer(name), "duplicate initializer {name}");
-        self.initializers.push(TensorProto {
-            name: name.to_string(),
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: FLOAT,
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        name.to_string()
+        self.init_raw(name, dims, FLOAT, data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
     fn init_i64(&mut self, name: &str, dims: &[usize], data: &[i64]) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+        self.init_raw(name, dims, INT64, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    /// An initializer from little-endian raw bytes of ONNX type `data_type`.
+    fn init_raw(&mut self, name: &str, dims: &[usize], data_type: i32, raw_data: Vec<u8>) -> String {
         debug_assert!(!self.has_initializer(name), "duplicate initializer {name}");
         self.initializers.push(TensorProto {
             name: name.to_string(),
             dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: INT64,
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data_type,
+            raw_data,
             ..Default::default()
         });
         name.to_string()
