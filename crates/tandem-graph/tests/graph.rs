@@ -144,3 +144,46 @@ fn shared_models_load_cut_and_split() {
         eprintln!("{}: {} ops, {n} splits checked", g.name, g.ops.len());
     }
 }
+
+#[test]
+fn boundaries_follow_kernel_blocks() {
+    assert_eq!(boundaries(64, &[0.5], 1), vec![0, 32, 64]);
+    assert_eq!(boundaries(64, &[0.3], 16), vec![0, 16, 64]);
+    assert_eq!(boundaries(96, &[0.25, 0.5, 0.75], 32), vec![0, 32, 64, 96]);
+    // Cuts that round onto an end or onto each other are dropped, never empty parts.
+    assert_eq!(boundaries(16, &[0.1, 0.2], 16), vec![0, 16]);
+    assert_eq!(boundaries(10, &[0.5, 0.5], 1), vec![0, 5, 10]);
+}
+
+/// A convolution and the activation after it, split as one chain: one part computes both for its range.
+#[test]
+fn conv_then_activation_chains_split() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut checked = 0;
+    for g in zoo_graphs() {
+        for op in g.ops.iter().filter(|o| o.kind.ends_with("Conv")) {
+            let succ = g.successors(op.id);
+            let [next] = succ.iter().copied().collect::<Vec<_>>()[..] else { continue };
+            if !matches!(g.ops[next].kind.as_str(), "Max" | "Min" | "Clip") || g.ops[next].outputs.len() != 1 {
+                continue;
+            }
+            let chain = [op.id, next];
+            let reference_model = g.chain_model(&chain).unwrap();
+            for axis in [1, 2] {
+                let dim = g.ops[next].outputs[0].shape[axis];
+                let split = g.split(&chain, axis, &boundaries(dim, &[0.25, 0.5], 1)).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+                assert_eq!(split.parts.len(), 3);
+                let inputs: TVec<TValue> = split
+                    .inputs
+                    .iter()
+                    .map(|v| random_tensor(g.optimized().outlet_fact((*v).into()).unwrap().shape.as_concrete().unwrap(), &mut rng))
+                    .collect();
+                let reference = tandem_graph::run(&tandem_graph::compile(&reference_model, "ref").unwrap(), inputs.clone(), "ref").unwrap();
+                let (abs, rel) = compare(&reference[0].clone().into_tensor(), &split.run_joined(&inputs).unwrap()).unwrap();
+                assert!(rel <= 1e-6, "{}: chain {} + {} on axis {axis}: abs {abs} rel {rel}", g.name, op.name, g.ops[next].name);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} conv+activation chains found");
+}
