@@ -12,6 +12,9 @@ pub struct Cli {
     /// Print one JSON object on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The results database (created when missing).
+    #[arg(long, global = true, env = "TANDEM_DB", value_name = "PATH", default_value = "profiles-db/tandem.db")]
+    pub db: PathBuf,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -26,6 +29,19 @@ pub enum Command {
     /// List the built-in zoo, or write one of its models as an ONNX file.
     #[command(after_help = "Examples:\n  tandem zoo                       # list the models\n  tandem zoo resnet -o resnet.onnx\n  tandem zoo transformer -o t.onnx --seed 3")]
     Zoo(ZooArgs),
+    /// Ask the results database anything, in SQL; it is opened read-only.
+    #[command(after_help = "Examples:\n  tandem query \"select name from sqlite_master where type = 'table'\"\n  tandem query \"select processor_id, count(*), avg(median_us) from measurements group by 1\" --format csv\n  tandem query \"select * from plans order by id desc limit 1\" --json\n  tandem query \"select * from devices\" --db phone.db")]
+    Query(QueryArgs),
+    /// Write every table of the results database to CSV or Parquet files.
+    #[command(after_help = "Examples:\n  tandem export --out results              # one CSV file per table\n  tandem export --format parquet --out results\n  tandem export --db phone.db --out phone --json")]
+    Export(ExportArgs),
+    /// Show this device's processors (cores, clusters, all cores) and its current load, clocks and heat.
+    #[command(after_help = "Examples:\n  tandem devices\n  tandem devices --json            # for programs: device, processors, environment\n  tandem devices --window-ms 1000  # a finer figure for other processes' CPU use")]
+    Devices(DevicesArgs),
+    /// Measure every op of a model on every processor (in context and alone), split parts of heavy ops,
+    /// and hand-overs between processors, into the results database. Resumes an interrupted session.
+    #[command(after_help = "Examples:\n  tandem profile model.onnx\n  tandem profile resnet --processors cpu:0,cpu:0-1\n  tandem profile model.onnx --force --json   # measure again, print JSON")]
+    Profile(ProfileArgs),
 }
 
 /// A model on the command line.
@@ -51,6 +67,75 @@ pub struct InspectArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// `tandem profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Processors to profile (comma-separated ids from `tandem devices`); default: all.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub processors: Vec<String>,
+    /// Measure again what the database already holds.
+    #[arg(long)]
+    pub force: bool,
+    /// Time budget per op or split part, milliseconds (default 400).
+    #[arg(long, value_name = "MS")]
+    pub budget_ms: Option<u64>,
+    /// Skip the hand-over measurements between processors.
+    #[arg(long)]
+    pub no_transfers: bool,
+}
+
+/// `tandem devices`.
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// How long to watch other processes' CPU use, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub window_ms: u64,
+}
+
+/// `tandem query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL to run (read-only: statements that write are refused).
+    pub sql: String,
+    /// Output format (`--json` means json).
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+}
+
+/// How `tandem query` prints its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    /// An aligned table for people.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON object: `{"columns": [...], "rows": [{...}, ...]}`.
+    Json,
+}
+
+/// `tandem export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// File format: one `<table>.csv` or `<table>.parquet` per table.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    /// The folder to write (created when missing; files of the same name are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// The file formats of `tandem export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
 }
 
 /// `tandem zoo`.

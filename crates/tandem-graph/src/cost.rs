@@ -116,3 +116,33 @@ pub(crate) fn weight_bytes(model: &TypedModel, id: usize) -> u64 {
         .map(|f| volume(f) * f.datum_type.size_of() as u64)
         .sum()
 }
+
+/// Kernel and shape parameters of decluttered node `id` (convolutions and pooling), for cost models.
+pub(crate) fn features(model: &TypedModel, id: usize) -> std::collections::BTreeMap<String, i64> {
+    let node = &model.nodes[id];
+    let mut f = std::collections::BTreeMap::new();
+    let (spec, group) = if let Some(c) = node.op_as::<Conv>() {
+        (&c.pool_spec, c.group)
+    } else if let Some(p) = node.op_as::<MaxPool>() {
+        (&p.pool_spec, 1)
+    } else if let Some(p) = node.op_as::<SumPool>() {
+        (&p.pool_spec, 1)
+    } else {
+        return f;
+    };
+    for (i, k) in spec.kernel_shape.iter().enumerate().take(2) {
+        f.insert(["kernel_h", "kernel_w"][i].to_string(), *k as i64);
+        f.insert(["stride_h", "stride_w"][i].to_string(), spec.stride(i) as i64);
+    }
+    f.insert("group".into(), group as i64);
+    f.insert("in_channels".into(), spec.input_channels as i64);
+    f.insert("out_channels".into(), spec.output_channels as i64);
+    if let Some(shape) = node.outputs[0].fact.shape.as_concrete() {
+        if let Ok(s) = spec.data_format.shape(shape.to_vec()) {
+            for (i, d) in s.hw_dims().iter().enumerate().take(2) {
+                f.insert(["out_h", "out_w"][i].to_string(), *d as i64);
+            }
+        }
+    }
+    f
+}

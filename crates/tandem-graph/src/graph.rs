@@ -79,6 +79,9 @@ pub struct Op {
     pub cost: OpCost,
     /// Output axes it can be split along (see [`crate::split`]).
     pub split_axes: Vec<usize>,
+    /// Shape parameters of its heaviest operator, for cost models: `kernel_h`, `kernel_w`, `stride_h`,
+    /// `stride_w`, `group`, `in_channels`, `out_channels`, `out_h`, `out_w` for convolutions and pooling.
+    pub features: std::collections::BTreeMap<String, i64>,
     /// Decluttered node ids this op computes (its origin and operators tract fused into it).
     #[serde(skip)]
     pub(crate) decluttered: Vec<usize>,
@@ -340,6 +343,7 @@ pub(crate) fn build(name: String, content_hash: String, typed: TypedModel, optim
             outputs,
             cost: OpCost::default(),
             split_axes: vec![],
+            features: Default::default(),
             decluttered: vec![],
             origin: main,
         });

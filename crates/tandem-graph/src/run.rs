@@ -27,12 +27,18 @@ pub fn run(plan: &Runnable, inputs: TVec<TValue>, what: &str) -> Result<TVec<TVa
 impl Graph {
     /// Deterministic inputs for the model: uniform in [-1, 1) for floats, zeros otherwise.
     pub fn random_inputs(&self, seed: u64) -> TVec<TValue> {
+        let values: Vec<ValueId> = self.optimized.inputs.iter().map(|&o| o.into()).collect();
+        self.random_values(&values, seed)
+    }
+
+    /// Deterministic tensors shaped like values of the optimised graph (a stage's or a split's inputs):
+    /// uniform in [-1, 1) for floats, zeros otherwise.
+    pub fn random_values(&self, values: &[ValueId], seed: u64) -> TVec<TValue> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        self.optimized
-            .inputs
+        values
             .iter()
-            .map(|&o| {
-                let fact = self.optimized.outlet_fact(o).expect("input fact");
+            .map(|&v| {
+                let fact = self.optimized.outlet_fact(v.into()).expect("value of the optimised graph");
                 let shape = fact.shape.as_concrete().expect("concrete input").to_vec();
                 if fact.datum_type == f32::datum_type() {
                     let n = shape.iter().product();

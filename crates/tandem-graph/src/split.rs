@@ -444,6 +444,7 @@ pub(crate) fn annotate(graph: &mut Graph, op_origins: &[Vec<usize>]) {
         // the following Add is still a matrix product.
         if let Some(&heaviest) = covered.iter().max_by_key(|&&n| (cost::arithmetic(typed, n).1, n)) {
             graph.ops[op].kind = cost::kind_of(typed, heaviest);
+            graph.ops[op].features = cost::features(typed, heaviest);
         }
         graph.ops[op].cost = c;
         graph.ops[op].decluttered = covered;

@@ -1,6 +1,10 @@
 //! One module per subcommand.
 
+pub mod devices;
+pub mod export;
 pub mod inspect;
+pub mod profile;
+pub mod query;
 pub mod zoo;
 
 use anyhow::Result;
@@ -13,6 +17,10 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Inspect(args) => inspect::run(args, cli.json),
         Command::Zoo(args) => zoo::run(args, cli.json),
+        Command::Query(args) => query::run(args, &cli.db, cli.json),
+        Command::Export(args) => export::run(args, &cli.db, cli.json),
+        Command::Devices(args) => devices::run(args, cli.json),
+        Command::Profile(args) => profile::run(args, &cli.db, cli.json),
     }
 }
 

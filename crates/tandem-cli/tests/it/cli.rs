@@ -1,34 +1,12 @@
 //! The `tandem` binary as a user meets it: output, JSON, and every kind of bad input.
 
+use crate::common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 
 use prost::Message;
 use tract_onnx::pb;
-
-fn tandem(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tandem")).args(args).output().expect("tandem runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a clean failure: non-zero exit, exactly one `error:` line naming `needle`, no panic.
-fn assert_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
-    assert_ne!(o.status.code(), Some(101), "panicked: {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic output: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("error: "), "not an error line: {err}");
-    assert!(lines[0].contains(needle), "'{needle}' not in: {err}");
-}
 
 fn write_zoo(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.onnx"));
@@ -98,7 +76,7 @@ fn zoo_unknown_name_lists_the_valid_ones() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["inspect", "zoo"] {
+    for cmd in ["inspect", "zoo", "devices", "profile", "query", "export"] {
         let o = tandem(&[cmd, "--help"]);
         assert!(o.status.success());
         assert!(stdout(&o).contains(&format!("tandem {cmd} ")), "{cmd} --help lacks an example");

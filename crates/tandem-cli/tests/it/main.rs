@@ -1,0 +1,9 @@
+//! The `tandem` binary as users meet it, one test binary for all commands (linking tract and polars
+//! once, not once per file).
+
+mod common;
+
+mod cli;
+mod devices;
+mod profile;
+mod store;
