@@ -65,7 +65,8 @@ fn kind_of<'a>(cells: impl Iterator<Item = &'a Value>, declared: Option<&str>) -
     }
 }
 
-fn unique_names(columns: &[String]) -> Vec<String> {
+/// Column names made unique (`id`, `id_2`, ...), as a DataFrame and a JSON object need them.
+pub fn unique_names(columns: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(columns.len());
     for c in columns {
         let mut name = c.clone();

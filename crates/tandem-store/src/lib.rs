@@ -48,7 +48,7 @@ mod time;
 mod value;
 
 pub use error::{Result, StoreError};
-pub use frame::to_frame;
+pub use frame::{to_frame, unique_names};
 pub use rows::{
     Context, CostModelRow, DeviceRow, EnvSnapshotRow, MeasurementRow, ModelRow, OpRow, PlanRow, ProcessorRow, RunRow,
     SessionRow, SessionStatus, Target, TransferRow, UnsupportedRow,

@@ -40,21 +40,6 @@ impl Serialize for RowObject<'_> {
     }
 }
 
-/// Column names made unique, as a DataFrame (and a JSON object) needs them.
-fn unique(columns: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(columns.len());
-    for c in columns {
-        let mut name = c.clone();
-        let mut n = 2;
-        while out.contains(&name) {
-            name = format!("{c}_{n}");
-            n += 1;
-        }
-        out.push(name);
-    }
-    out
-}
-
 /// Shows every row and column, and longer strings than polars' default, unless the user set these.
 fn configure_table_format() {
     for (key, value) in [("POLARS_FMT_MAX_ROWS", "-1"), ("POLARS_FMT_MAX_COLS", "-1"), ("POLARS_FMT_STR_LEN", "80")] {
@@ -74,7 +59,7 @@ pub fn run(args: &QueryArgs, db: &Path, json: bool) -> Result<()> {
     let store = Store::open_read_only(db)?;
     let (columns, rows) = store.query_rows(&args.sql)?;
     drop(store);
-    let columns = unique(columns);
+    let columns = tandem_store::unique_names(&columns);
     match format {
         QueryFormat::Json => {
             let rows = rows.iter().map(|r| RowObject { columns: &columns, values: r }).collect();
