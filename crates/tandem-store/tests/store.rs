@@ -372,17 +372,21 @@ fn garbage_is_refused_and_left_unchanged() {
     assert_refused(&path, "file is not a database");
 }
 
+/// A closed database holding 300 measurements, large enough to cut or damage in its middle.
+fn filled_database(dir: &Path) -> PathBuf {
+    let full = dir.join("full.db");
+    let store = Store::open(&full).unwrap();
+    let (model_id, session) = seed(&store);
+    let rows: Vec<MeasurementRow> =
+        (0..300).map(|i| measurement(session, model_id, Some(i % 3), "cpu:0", &format!("v{i}"), 10.0)).collect();
+    store.insert_measurements(&rows).unwrap();
+    full
+}
+
 #[test]
 fn a_truncated_database_is_refused_and_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let full = dir.path().join("full.db");
-    {
-        let store = Store::open(&full).unwrap();
-        let (model_id, session) = seed(&store);
-        let rows: Vec<MeasurementRow> =
-            (0..300).map(|i| measurement(session, model_id, Some(i % 3), "cpu:0", &format!("v{i}"), 10.0)).collect();
-        store.insert_measurements(&rows).unwrap();
-    }
+    let full = filled_database(dir.path());
     assert!(!dir.path().join("full.db-wal").exists(), "closing checkpoints the WAL");
     let bytes = std::fs::read(&full).unwrap();
     assert!(bytes.len() > 8192, "{}", bytes.len());
@@ -396,14 +400,7 @@ fn a_truncated_database_is_refused_and_left_unchanged() {
 #[test]
 fn a_damaged_database_is_refused_and_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let full = dir.path().join("full.db");
-    {
-        let store = Store::open(&full).unwrap();
-        let (model_id, session) = seed(&store);
-        let rows: Vec<MeasurementRow> =
-            (0..300).map(|i| measurement(session, model_id, Some(i % 3), "cpu:0", &format!("v{i}"), 10.0)).collect();
-        store.insert_measurements(&rows).unwrap();
-    }
+    let full = filled_database(dir.path());
     let mut bytes = std::fs::read(&full).unwrap();
     // Keep the header, scribble over every page after the first.
     for (i, b) in bytes.iter_mut().enumerate().skip(4096) {
