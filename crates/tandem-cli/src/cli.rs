@@ -42,6 +42,10 @@ pub enum Command {
     /// and hand-overs between processors, into the results database. Resumes an interrupted session.
     #[command(after_help = "Examples:\n  tandem profile model.onnx\n  tandem profile resnet --processors cpu:0,cpu:0-1\n  tandem profile model.onnx --force --json   # measure again, print JSON")]
     Profile(ProfileArgs),
+    /// Fit latency cost models on this device's profiles (per processor and op kind, stages, transfers),
+    /// store them as a new version, and print their accuracy on data held out from the fit.
+    #[command(after_help = "Examples:\n  tandem fit\n  tandem fit --json                  # for programs: models, overall, leave_one_model_out\n  tandem fit --db phone.db --device 3f9a0c1d2e4b5a69   # a profile copied from another device")]
+    Fit(FitArgs),
 }
 
 /// A model on the command line.
@@ -87,6 +91,14 @@ pub struct ProfileArgs {
     /// Skip the hand-over measurements between processors.
     #[arg(long)]
     pub no_transfers: bool,
+}
+
+/// `tandem fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// The device whose profiles to fit (an id from the `devices` table); default: this device.
+    #[arg(long, value_name = "ID")]
+    pub device: Option<String>,
 }
 
 /// `tandem devices`.

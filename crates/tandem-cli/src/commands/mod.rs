@@ -2,6 +2,7 @@
 
 pub mod devices;
 pub mod export;
+pub mod fit;
 pub mod inspect;
 pub mod profile;
 pub mod query;
@@ -21,6 +22,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Export(args) => export::run(args, &cli.db, cli.json),
         Command::Devices(args) => devices::run(args, cli.json),
         Command::Profile(args) => profile::run(args, &cli.db, cli.json),
+        Command::Fit(args) => fit::run(args, &cli.db, cli.json),
     }
 }
 

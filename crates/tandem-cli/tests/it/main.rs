@@ -5,5 +5,6 @@ mod common;
 
 mod cli;
 mod devices;
+mod fit;
 mod profile;
 mod store;

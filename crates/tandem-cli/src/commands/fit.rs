@@ -1,0 +1,363 @@
+//! `tandem fit`: fit cost models on the device's profiles, store them as a new version, and print how
+//! well they predict data they were not fitted on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+use tandem_cost::{
+    Accuracy, FitOptions, KindAccuracy, LeaveOneModelOut, LeftOutModel, ModelSample, OpFeatures, OpSample, PartSpec,
+    SliceAccuracy, StageForm, TrainingSet, TransferSample,
+};
+use tandem_store::{CostModelRow, MeasurementRow, Store, Target};
+
+use crate::cli::FitArgs;
+use crate::table::Table;
+
+/// The JSON printed by `tandem fit --json`:
+///
+/// ```text
+/// { "version", "device_id",
+///   "models": [{processor, op_kind, samples, held_out, mape, within_10pct, base_from, fallback_of}],
+///   "overall": {n, mape, within_10pct},
+///   "slices": [{slice, n, mape, within_10pct}],   // in_model, isolated, split_part, in_model above 50 µs (all, per processor)
+///   "leave_one_model_out": [{model, processor, predicted_ms, measured_ms, error}],
+///   "leave_one_model_out_summary": {pairs, within_10pct, mape, ops {..}, ops_above_50us {..}},
+///   "stages": [{processor, form, fixed_us, factor, per_op_us, samples}],
+///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],
+///   "training": {models, op_samples, model_samples, transfer_samples, skipped},
+///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
+/// ```
+///
+/// `mape` is a percentage, `within_10pct` a share (0..1) of held-out predictions within ±10 %. `models`
+/// and `overall` come from 5-fold cross-validation over ops (an op's rows stay in one fold), in context;
+/// `leave_one_model_out` predicts each model's whole latency with models fitted on every other model.
+/// `error` is signed: (predicted - measured) / measured.
+#[derive(Serialize)]
+pub struct FitJson {
+    /// The version the models were stored as.
+    pub version: i64,
+    /// The device they were fitted for.
+    pub device_id: String,
+    /// Per (processor, op kind).
+    pub models: Vec<KindAccuracy>,
+    /// Every in-context op prediction.
+    pub overall: Accuracy,
+    /// Per context, split parts, ops above 50 µs.
+    pub slices: Vec<SliceAccuracy>,
+    /// Whole models predicted by models fitted without them.
+    pub leave_one_model_out: Vec<LeftOutModel>,
+    /// Its summary.
+    pub leave_one_model_out_summary: LeaveOneModelOut,
+    /// The stage models.
+    pub stages: Vec<StageJson>,
+    /// The transfer models.
+    pub transfers: Vec<TransferJson>,
+    /// What the fit learned from.
+    pub training: TrainingJson,
+    /// Rows written to `cost_models`.
+    pub rows_stored: usize,
+    /// Seconds fitting the stored models.
+    pub fit_s: f64,
+    /// Seconds evaluating on held-out data.
+    pub evaluate_s: f64,
+    /// Seconds for the whole command.
+    pub elapsed_s: f64,
+}
+
+/// One processor's stage model.
+#[derive(Serialize)]
+pub struct StageJson {
+    /// The processor.
+    pub processor: String,
+    /// The form the data chose.
+    pub form: StageForm,
+    /// Fixed cost per stage.
+    pub fixed_us: f64,
+    /// Factor on the ops' summed in-context times.
+    pub factor: f64,
+    /// Cost per op.
+    pub per_op_us: f64,
+    /// Whole-model timings it was fitted on.
+    pub samples: usize,
+}
+
+/// One transfer model.
+#[derive(Serialize)]
+pub struct TransferJson {
+    /// From.
+    pub src: String,
+    /// To.
+    pub dst: String,
+    /// Fixed cost.
+    pub fixed_us: f64,
+    /// Cost per byte.
+    pub per_byte_us: f64,
+    /// Sizes measured.
+    pub samples: usize,
+    /// Leave-one-size-out error, percent.
+    pub mape: Option<f64>,
+}
+
+/// The training data's size.
+#[derive(Serialize)]
+pub struct TrainingJson {
+    /// Models with measurements.
+    pub models: usize,
+    /// Op and split-part timings.
+    pub op_samples: usize,
+    /// Whole-model timings.
+    pub model_samples: usize,
+    /// Transfer timings.
+    pub transfer_samples: usize,
+    /// Measurements left out because their time was not a positive finite number.
+    pub skipped: usize,
+}
+
+/// Runs `tandem fit`.
+pub fn run(args: &FitArgs, db: &Path, json: bool) -> Result<()> {
+    let started = Instant::now();
+    let store = Store::open(db)?;
+    let device = match &args.device {
+        Some(d) => d.clone(),
+        None => tandem_device::Device::discover()?.id,
+    };
+    let (set, models, skipped) = training_set(&store, &device)?;
+    if set.ops.is_empty() {
+        let others: Vec<String> = store.devices()?.into_iter().map(|d| d.id).filter(|d| *d != device).collect();
+        let hint = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (it holds profiles of other devices: pass --device with one of {})", others.join(", "))
+        };
+        bail!("no measurements of device {device} in {}: run `tandem profile MODEL` first{hint}", db.display());
+    }
+    let report = tandem_cost::fit_and_evaluate(&device, &set, &FitOptions::default())?;
+    let records = report.records()?;
+    let version = store.next_cost_model_version(&device)?;
+    let rows: Vec<CostModelRow> = records
+        .into_iter()
+        .map(|r| CostModelRow {
+            device_id: device.clone(),
+            processor_id: r.processor,
+            op_kind: r.op_kind,
+            version,
+            params: r.params.to_string(),
+            samples: r.samples,
+            mape: r.mape,
+            within_10pct: r.within_10pct,
+            fallback_of: r.fallback_of,
+            ..Default::default()
+        })
+        .collect();
+    store.insert_cost_models(&rows).context("storing the cost models")?;
+    let out = FitJson {
+        version,
+        device_id: device,
+        models: report.kinds.clone(),
+        overall: report.overall,
+        slices: report.slices.clone(),
+        leave_one_model_out: report.leave_one_model_out.clone(),
+        leave_one_model_out_summary: report.leave_one_model_out_summary.clone(),
+        stages: report
+            .models
+            .processors
+            .iter()
+            .map(|p| StageJson {
+                processor: p.processor.clone(),
+                form: p.stage.form,
+                fixed_us: p.stage.fixed_us,
+                factor: p.stage.factor,
+                per_op_us: p.stage.per_op_us,
+                samples: p.stage.samples,
+            })
+            .collect(),
+        transfers: report
+            .models
+            .transfers
+            .pairs
+            .iter()
+            .map(|p| TransferJson {
+                src: p.src.clone(),
+                dst: p.dst.clone(),
+                fixed_us: p.model.fixed_us,
+                per_byte_us: p.model.per_byte_us,
+                samples: p.samples,
+                mape: p.accuracy.map(|a| a.mape),
+            })
+            .collect(),
+        training: TrainingJson {
+            models,
+            op_samples: set.ops.len(),
+            model_samples: set.models.len(),
+            transfer_samples: set.transfers.len(),
+            skipped,
+        },
+        rows_stored: rows.len(),
+        fit_s: report.fit_s,
+        evaluate_s: report.evaluate_s,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    if json {
+        return super::print_json(&out);
+    }
+    print_tables(&out)
+}
+
+/// Reads the device's measurements into the cost crate's training structs. Returns the set, the number
+/// of models with measurements, and the number of measurements skipped as unusable.
+fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usize)> {
+    let mut set = TrainingSet::default();
+    let mut skipped = 0;
+    let all = store.models()?;
+    // A model's name is its file stem or zoo name; the same name with other input shapes is another
+    // model, told apart by its id.
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for m in &all {
+        *names.entry(m.name.as_str()).or_default() += 1;
+    }
+    let mut with_data = 0;
+    for m in &all {
+        let measurements = store.measurements(device, m.id)?;
+        if measurements.is_empty() {
+            continue;
+        }
+        with_data += 1;
+        let name = if names[m.name.as_str()] > 1 { format!("{}#{}", m.name, m.id) } else { m.name.clone() };
+        let ops: BTreeMap<i64, OpFeatures> = store
+            .ops(m.id)?
+            .into_iter()
+            .map(|o| {
+                let params: BTreeMap<String, i64> = serde_json::from_str(&o.features).unwrap_or_default();
+                let f = OpFeatures::new(o.kind, o.macs.max(0) as u64, o.flops.max(0) as u64, o.bytes_in.max(0) as u64, o.bytes_out.max(0) as u64, o.weight_bytes.max(0) as u64)
+                    .with_params(&params);
+                (o.op_id, f)
+            })
+            .collect();
+        for r in measurements {
+            if !(r.median_us.is_finite() && r.median_us > 0.0) {
+                skipped += 1;
+                continue;
+            }
+            match r.target {
+                Target::Model => set.models.push(ModelSample { model: name.clone(), processor: r.processor_id, median_us: r.median_us }),
+                Target::Op | Target::SplitPart => match op_sample(&name, &ops, r) {
+                    Some(s) => set.ops.push(s),
+                    None => skipped += 1,
+                },
+                Target::Stage => {}
+            }
+        }
+    }
+    for t in store.transfers(device)? {
+        if t.median_us.is_finite() && t.median_us > 0.0 && t.bytes >= 0 {
+            set.transfers.push(TransferSample { src: t.src_processor, dst: t.dst_processor, bytes: t.bytes as f64, median_us: t.median_us });
+        } else {
+            skipped += 1;
+        }
+    }
+    Ok((set, with_data, skipped))
+}
+
+fn op_sample(model: &str, ops: &BTreeMap<i64, OpFeatures>, r: MeasurementRow) -> Option<OpSample> {
+    let op = ops.get(&r.op_id?)?.clone();
+    let part = match r.target {
+        Target::SplitPart => {
+            let (axis, start, end) = (r.split_axis?, r.ratio_start?, r.ratio_end?);
+            if !(axis >= 0 && start.is_finite() && end.is_finite() && 0.0 <= start && start < end && end <= 1.0 + 1e-9) {
+                return None;
+            }
+            Some(PartSpec { axis: axis as usize, start, end })
+        }
+        _ => None,
+    };
+    let context = r.context.as_str().parse().ok()?;
+    Some(OpSample { model: model.to_string(), op_id: r.op_id?, processor: r.processor_id, context, op, part, median_us: r.median_us })
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0}", 100.0 * v)
+}
+
+fn print_tables(out: &FitJson) -> Result<()> {
+    let t = &out.training;
+    let mut s = format!(
+        "fitted cost models for device {} on {} models ({} op timings, {} whole-model timings, {} transfer timings{}) in {:.2} s, evaluated on held-out data in {:.2} s\n\n",
+        out.device_id,
+        t.models,
+        t.op_samples,
+        t.model_samples,
+        t.transfer_samples,
+        if t.skipped > 0 { format!(", {} unusable skipped", t.skipped) } else { String::new() },
+        out.fit_s,
+        out.evaluate_s
+    );
+    s.push_str("held-out accuracy per processor and op kind (5-fold over ops, in context):\n");
+    let mut table = Table::new(&["processor", "op kind", "samples", "held out", "mape %", "within ±10% %", "model"]);
+    for k in &out.models {
+        let model = match &k.fallback_of {
+            Some(f) => format!("{f} (too few samples)"),
+            None => k.base_from.clone(),
+        };
+        table.row(vec![k.processor.clone(), k.op_kind.clone(), k.samples.to_string(), k.held_out.to_string(), format!("{:.1}", k.mape), pct(k.within_10pct), model]);
+    }
+    s.push_str(&table.render());
+    let slice = |name: &str| out.slices.iter().find(|x| x.slice == name).map(|x| x.accuracy);
+    s.push_str(&format!("overall (in context): mape {:.1}%, {}% within ±10% of {} held-out predictions", out.overall.mape, pct(out.overall.within_10pct), out.overall.n));
+    if let Some(a) = slice("in_model above 50 µs") {
+        s.push_str(&format!("; ops above 50 µs: {}% within ±10% (mape {:.1}%)", pct(a.within_10pct), a.mape));
+    }
+    s.push('\n');
+    let per_processor: Vec<String> = out
+        .slices
+        .iter()
+        .filter_map(|x| x.slice.strip_prefix("in_model above 50 µs on ").map(|p| format!("{p} {}%", pct(x.accuracy.within_10pct))))
+        .collect();
+    if !per_processor.is_empty() {
+        s.push_str(&format!("  ops above 50 µs within ±10% per processor: {}\n", per_processor.join(", ")));
+    }
+    for name in ["isolated", "split_part"] {
+        if let Some(a) = slice(name) {
+            s.push_str(&format!("  {name}: mape {:.1}%, {}% within ±10% of {}\n", a.mape, pct(a.within_10pct), a.n));
+        }
+    }
+    let l = &out.leave_one_model_out_summary;
+    if out.leave_one_model_out.is_empty() {
+        s.push_str("\nleave-one-model-out: needs measurements of at least two models\n");
+    } else {
+        s.push_str("\nleave-one-model-out (each model predicted by models fitted on the others; whole model = stage model over its ops):\n");
+        let mut table = Table::new(&["model", "processor", "predicted ms", "measured ms", "error %"]);
+        for w in &out.leave_one_model_out {
+            table.row(vec![w.model.clone(), w.processor.clone(), format!("{:.2}", w.predicted_ms), format!("{:.2}", w.measured_ms), format!("{:+.1}", 100.0 * w.error)]);
+        }
+        s.push_str(&table.render());
+        s.push_str(&format!(
+            "whole models within ±10%: {} of {} ({}%), mean |error| {:.1}%; their ops: {}% within ±10% ({}% above 50 µs)\n",
+            (l.within_10pct * l.pairs as f64).round() as usize,
+            l.pairs,
+            pct(l.within_10pct),
+            l.mape,
+            pct(l.ops.within_10pct),
+            pct(l.ops_above_50us.within_10pct)
+        ));
+    }
+    s.push_str("\nstage models (stage µs from the sum of its ops' in-context µs):\n");
+    for st in &out.stages {
+        s.push_str(&format!("  {}: {:.1} + {:.3} × sum + {:.2} × ops  ({:?}, {} models)\n", st.processor, st.fixed_us, st.factor, st.per_op_us, st.form, st.samples));
+    }
+    if out.transfers.is_empty() {
+        s.push_str("transfers: none measured (`tandem profile` measures them unless --no-transfers); hand-overs are predicted free\n");
+    } else {
+        for tr in &out.transfers {
+            s.push_str(&format!("transfer {} -> {}: {:.1} µs + {:.2} µs/MB ({} sizes)\n", tr.src, tr.dst, tr.fixed_us, tr.per_byte_us * 1e6, tr.samples));
+        }
+    }
+    s.push_str(&format!(
+        "\nstored {} models as version {}: tandem query \"select processor_id, op_kind, samples, mape, within_10pct, fallback_of from cost_models where version = {}\"\n",
+        out.rows_stored, out.version, out.version
+    ));
+    crate::out(&s)?;
+    Ok(())
+}

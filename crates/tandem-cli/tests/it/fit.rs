@@ -1,0 +1,118 @@
+//! `tandem fit` as a user runs it: profiles of zoo models in, cost models with held-out accuracy out,
+//! stored as a version with nothing NaN; an empty database is refused with one clear line.
+
+use std::path::Path;
+
+use crate::common::{assert_error, count, query, stderr, tandem};
+
+fn fit_json(db: &Path) -> serde_json::Value {
+    let o = tandem(&["fit", "--db", db.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "fit failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+#[test]
+fn fit_on_profiled_zoo_models_reports_held_out_accuracy_and_stores_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let dbs = db.to_str().unwrap();
+    for model in ["resnet", "mobilenet", "transformer"] {
+        let o = tandem(&["profile", model, "--db", dbs, "--budget-ms", "15", "--no-transfers", "--json"]);
+        assert!(o.status.success(), "profile {model}: {}", stderr(&o));
+    }
+    let v = fit_json(&db);
+    // The contract: models [{processor, op_kind, samples, mape, within_10pct}], overall {mape,
+    // within_10pct}, leave_one_model_out [{model, processor, predicted_ms, measured_ms, error}], version.
+    assert_eq!(v["version"], 1);
+    let models = v["models"].as_array().unwrap();
+    assert!(!models.is_empty());
+    for m in models {
+        for field in ["processor", "op_kind", "samples", "mape", "within_10pct"] {
+            assert!(m.get(field).is_some(), "no {field} in {m}");
+        }
+        let w = m["within_10pct"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&w) && m["mape"].as_f64().unwrap().is_finite(), "{m}");
+    }
+    let kinds: Vec<&str> = models.iter().map(|m| m["op_kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"Conv") && kinds.contains(&"EinSum"), "{kinds:?}");
+    for field in ["mape", "within_10pct"] {
+        assert!(v["overall"][field].as_f64().unwrap().is_finite(), "overall.{field}");
+    }
+    let lomo = v["leave_one_model_out"].as_array().unwrap();
+    let processors = v["stages"].as_array().unwrap().len();
+    assert_eq!(lomo.len(), 3 * processors, "every model on every processor: {lomo:?}");
+    for l in lomo {
+        for field in ["model", "processor", "predicted_ms", "measured_ms", "error"] {
+            assert!(l.get(field).is_some(), "no {field} in {l}");
+        }
+        assert!(l["predicted_ms"].as_f64().unwrap() > 0.0 && l["error"].as_f64().unwrap().is_finite(), "{l}");
+    }
+
+    // Stored: one version, op kinds, stage and the (unmeasured) transfer row, nothing NaN or null.
+    let rows = count(&db, "select count(*) from cost_models where version = 1");
+    assert_eq!(rows, v["rows_stored"].as_i64().unwrap());
+    assert!(count(&db, "select count(*) from cost_models where op_kind = 'stage'") >= 2);
+    assert!(count(&db, "select count(*) from cost_models where op_kind = 'Conv'") >= 2);
+    assert_eq!(count(&db, "select count(*) from cost_models where op_kind = 'transfer' and fallback_of = 'unmeasured'"), 1);
+    for row in query(&db, "select params from cost_models") {
+        let params: serde_json::Value = serde_json::from_str(row["params"].as_str().unwrap()).unwrap();
+        assert_numbers_finite(&params);
+    }
+    assert_eq!(count(&db, "select count(*) from cost_models where mape != mape or within_10pct != within_10pct or within_10pct < 0 or within_10pct > 1"), 0);
+    assert_eq!(count(&db, "select count(*) from cost_models where json_valid(params) = 0"), 0);
+    // Fallbacks say what they fall back to.
+    assert_eq!(count(&db, "select count(*) from cost_models where fallback_of is not null and fallback_of not like 'family:%' and fallback_of not in ('all', 'unmeasured')"), 0);
+
+    // Fitting again makes a new version and leaves the first alone.
+    let v2 = fit_json(&db);
+    assert_eq!(v2["version"], 2);
+    assert_eq!(count(&db, "select count(*) from cost_models where version = 1"), rows);
+
+    // People get tables.
+    let o = tandem(&["fit", "--db", dbs]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("held-out") && text.contains("leave-one-model-out") && text.contains("version 3"), "{text}");
+}
+
+/// Every coefficient in stored params is a number (serde_json would write a NaN as null).
+fn assert_numbers_finite(v: &serde_json::Value) {
+    const NUMERIC: [&str; 9] = ["us", "fixed_us", "factor", "per_op_us", "per_byte_us", "residual", "count", "bandwidth", "shrink"];
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                if NUMERIC.contains(&k.as_str()) {
+                    assert!(x.as_f64().is_some_and(f64::is_finite), "{k} = {x} in {v}");
+                }
+                assert_numbers_finite(x);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(assert_numbers_finite),
+        serde_json::Value::Number(n) => assert!(n.as_f64().is_some_and(f64::is_finite)),
+        _ => {}
+    }
+}
+
+#[test]
+fn fit_on_an_empty_database_says_to_profile_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.db");
+    let o = tandem(&["fit", "--db", db.to_str().unwrap()]);
+    assert_error(&o, "tandem profile MODEL");
+    // Nothing was stored.
+    assert_eq!(count(&db, "select count(*) from cost_models"), 0);
+}
+
+#[test]
+fn fit_for_an_unknown_device_names_the_profiled_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let dbs = db.to_str().unwrap();
+    let o = tandem(&["profile", "transformer", "--db", dbs, "--budget-ms", "5", "--no-transfers", "--processors", "cpu:0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = tandem(&["fit", "--db", dbs, "--device", "not-a-device", "--json"]);
+    assert_error(&o, "not-a-device");
+    let err = stderr(&o);
+    assert!(err.contains("--device") && err.contains("tandem profile MODEL"), "{err}");
+    assert!(o.stdout.is_empty(), "no JSON on failure");
+}

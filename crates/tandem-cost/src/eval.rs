@@ -1,0 +1,415 @@
+//! Held-out evaluation: k-fold over ops and leave-one-model-out, and the accuracy tables.
+//!
+//! Every accuracy figure here comes from predictions of data the predicting models were not fitted on:
+//! - k-fold over ops: the ops are dealt into `folds` folds (an op's rows, on every processor, in both
+//!   contexts and its split parts, stay in one fold); each fold is predicted by models fitted on the
+//!   others. This is the per-(processor, kind) table and the overall figure.
+//! - leave-one-model-out: each model's ops and whole-model timings are predicted by models fitted on
+//!   every other model, and its whole-model latency on each processor is predicted by the stage model
+//!   over its ops' predictions, as a planner would for a model it has never profiled.
+//!
+//! The tables are group-bys over a polars frame of the held-out predictions.
+
+use std::time::Instant;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::fit::{FitOptions, Prepared};
+use crate::models::{CostModels, ProcessorModels};
+use crate::sample::{Context, TrainingSet};
+use crate::transfer::TransferModels;
+use crate::CostError;
+
+/// Accuracy of a set of held-out predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Predictions counted.
+    pub n: usize,
+    /// Mean absolute percentage error, percent.
+    pub mape: f64,
+    /// Share of predictions within ±10 % of the measurement, 0..1.
+    pub within_10pct: f64,
+}
+
+impl Accuracy {
+    /// The accuracy of `(predicted, measured)` pairs.
+    pub fn of(pairs: impl Iterator<Item = (f64, f64)>) -> Accuracy {
+        let (mut n, mut ape, mut within) = (0usize, 0.0, 0usize);
+        for (p, m) in pairs {
+            let e = ((p - m) / m).abs();
+            n += 1;
+            ape += e;
+            within += (e <= 0.1) as usize;
+        }
+        if n == 0 {
+            return Accuracy::default();
+        }
+        Accuracy { n, mape: 100.0 * ape / n as f64, within_10pct: within as f64 / n as f64 }
+    }
+}
+
+/// One held-out prediction of an op (or split part).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOut {
+    /// The model the op belongs to.
+    pub model: String,
+    /// The op.
+    pub op_id: i64,
+    /// The processor.
+    pub processor: String,
+    /// The op kind.
+    pub kind: String,
+    /// `in_model`, `isolated` or `split_part`.
+    pub target: String,
+    /// Measured median, µs.
+    pub measured_us: f64,
+    /// Predicted, µs.
+    pub predicted_us: f64,
+}
+
+/// Held-out accuracy of one (processor, op kind) in context (the `fit --json` `models` array).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindAccuracy {
+    /// The processor.
+    pub processor: String,
+    /// The op kind.
+    pub op_kind: String,
+    /// In-context samples the stored model was fitted on.
+    pub samples: usize,
+    /// Held-out predictions the figures below come from (k-fold over ops).
+    pub held_out: usize,
+    /// Mean absolute percentage error, percent.
+    pub mape: f64,
+    /// Share within ±10 %.
+    pub within_10pct: f64,
+    /// Where the stored model's base comes from: `own`, `family:<name>` or `all`.
+    pub base_from: String,
+    /// Set when the kind had too few samples and falls back to a coarser model.
+    pub fallback_of: Option<String>,
+}
+
+/// Held-out accuracy of one slice of the predictions (a context, a size class).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceAccuracy {
+    /// What the slice holds.
+    pub slice: String,
+    /// The accuracy.
+    #[serde(flatten)]
+    pub accuracy: Accuracy,
+}
+
+/// A whole model's latency on one processor, predicted by models fitted without it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeftOutModel {
+    /// The model left out.
+    pub model: String,
+    /// The processor.
+    pub processor: String,
+    /// The stage model over the ops' predicted in-context times, ms.
+    pub predicted_ms: f64,
+    /// The measured whole-model median, ms.
+    pub measured_ms: f64,
+    /// Signed relative error, (predicted - measured) / measured.
+    pub error: f64,
+}
+
+/// Leave-one-model-out in summary.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LeaveOneModelOut {
+    /// (model, processor) pairs predicted.
+    pub pairs: usize,
+    /// Share of pairs within ±10 %.
+    pub within_10pct: f64,
+    /// Mean absolute percentage error over pairs.
+    pub mape: f64,
+    /// Op-level accuracy of the same predictions (in context).
+    pub ops: Accuracy,
+    /// Op-level accuracy for ops measured above 50 µs.
+    pub ops_above_50us: Accuracy,
+}
+
+/// Everything a fit produces: the models, and how well they predict data they were not fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitReport {
+    /// The models, fitted on all the data.
+    pub models: CostModels,
+    /// Per (processor, kind), in context, k-fold held out.
+    pub kinds: Vec<KindAccuracy>,
+    /// All in-context op predictions, k-fold held out.
+    pub overall: Accuracy,
+    /// Slices of the k-fold predictions: per context and split parts, and in-context ops above 50 µs
+    /// (all, and per processor).
+    pub slices: Vec<SliceAccuracy>,
+    /// Per left-out model and processor.
+    pub leave_one_model_out: Vec<LeftOutModel>,
+    /// Its summary.
+    pub leave_one_model_out_summary: LeaveOneModelOut,
+    /// Every held-out prediction of the k-fold evaluation.
+    #[serde(skip)]
+    pub held_out: Vec<HeldOut>,
+    /// Seconds spent fitting the final models.
+    pub fit_s: f64,
+    /// Seconds spent on the held-out evaluation.
+    pub evaluate_s: f64,
+}
+
+fn target_of(s: &crate::sample::OpSample) -> &'static str {
+    match (s.context, s.part.is_some()) {
+        (_, true) => "split_part",
+        (Context::InModel, false) => "in_model",
+        (Context::Isolated, false) => "isolated",
+    }
+}
+
+/// A small, seeded, dependency-free shuffle (SplitMix64), so that folds are the same on every run.
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+fn predict_row(p: &Prepared, fitted: &[ProcessorModels], row: usize) -> HeldOut {
+    let r = &p.rows[row];
+    let s = &p.set.ops[r.sample];
+    let pm = fitted.iter().find(|m| m.processor == s.processor).expect("every processor with rows is fitted");
+    HeldOut {
+        model: s.model.clone(),
+        op_id: s.op_id,
+        processor: s.processor.clone(),
+        kind: s.op.kind.clone(),
+        target: target_of(s).to_string(),
+        measured_us: s.median_us,
+        predicted_us: pm.context(s.context).predict(&r.features),
+    }
+}
+
+/// Held-out predictions of every row, k-fold over ops.
+fn k_fold(p: &Prepared, opts: &FitOptions) -> Vec<HeldOut> {
+    let folds = opts.folds.clamp(2, p.ops.max(2));
+    let order = shuffled(p.ops, opts.seed);
+    let mut fold_of_op = vec![0; p.ops];
+    for (pos, &op) in order.iter().enumerate() {
+        fold_of_op[op] = pos % folds;
+    }
+    let fold_of_row = |i: usize| fold_of_op[p.op_of_row[i]];
+    let run = |f: usize| -> Vec<HeldOut> {
+        let fitted = p.fit(&|i| fold_of_row(i) != f, &|_| true, opts);
+        (0..p.rows.len()).filter(|&i| fold_of_row(i) == f).map(|i| predict_row(p, &fitted, i)).collect()
+    };
+    in_parallel(folds, &run)
+}
+
+/// Leave-one-model-out: op predictions and whole-model predictions.
+fn leave_one_model_out(p: &Prepared, opts: &FitOptions) -> (Vec<HeldOut>, Vec<LeftOutModel>) {
+    let with_rows: Vec<usize> = (0..p.models.len()).filter(|&m| p.rows.iter().any(|r| r.model == m)).collect();
+    if with_rows.len() < 2 {
+        return (vec![], vec![]);
+    }
+    let run = |k: usize| -> (Vec<HeldOut>, Vec<LeftOutModel>) {
+        let m = with_rows[k];
+        let fitted = p.fit(&|i| p.rows[i].model != m, &|mm| mm != m, opts);
+        let ops: Vec<HeldOut> = (0..p.rows.len()).filter(|&i| p.rows[i].model == m).map(|i| predict_row(p, &fitted, i)).collect();
+        let mut whole = vec![];
+        for ms in p.set.models.iter().filter(|x| x.model == p.models[m]) {
+            let Some(pm) = fitted.iter().find(|f| f.processor == ms.processor) else { continue };
+            let mine: Vec<&HeldOut> = ops.iter().filter(|h| h.processor == ms.processor && h.target == "in_model").collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let sum: f64 = mine.iter().map(|h| h.predicted_us).sum();
+            let predicted = pm.stage.predict(sum, mine.len());
+            whole.push(LeftOutModel {
+                model: ms.model.clone(),
+                processor: ms.processor.clone(),
+                predicted_ms: predicted / 1e3,
+                measured_ms: ms.median_us / 1e3,
+                error: (predicted - ms.median_us) / ms.median_us,
+            });
+        }
+        (ops, whole)
+    };
+    let parts = in_parallel_pairs(with_rows.len(), &run);
+    let mut ops = vec![];
+    let mut whole = vec![];
+    for (o, w) in parts {
+        ops.extend(o);
+        whole.extend(w);
+    }
+    (ops, whole)
+}
+
+/// Runs `f(0..n)` on up to as many threads as the machine has cores, concatenating the results in order.
+fn in_parallel(n: usize, f: &(dyn Fn(usize) -> Vec<HeldOut> + Sync)) -> Vec<HeldOut> {
+    in_parallel_pairs(n, &|i| f(i)).into_iter().flatten().collect()
+}
+
+fn in_parallel_pairs<T: Send>(n: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1).min(n).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = vec![];
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        out.push((i, f(i)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("an evaluation thread panicked")).collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The held-out predictions as a frame: one row per prediction, with its absolute relative error and
+/// whether it is within ±10 %.
+fn frame(held: &[HeldOut]) -> Result<DataFrame, CostError> {
+    let ape: Vec<f64> = held.iter().map(|h| ((h.predicted_us - h.measured_us) / h.measured_us).abs()).collect();
+    Ok(df!(
+        "processor" => held.iter().map(|h| h.processor.as_str()).collect::<Vec<_>>(),
+        "kind" => held.iter().map(|h| h.kind.as_str()).collect::<Vec<_>>(),
+        "target" => held.iter().map(|h| h.target.as_str()).collect::<Vec<_>>(),
+        "measured_us" => held.iter().map(|h| h.measured_us).collect::<Vec<_>>(),
+        "ape" => &ape,
+        "within" => ape.iter().map(|&e| if e <= 0.1 { 1.0 } else { 0.0 }).collect::<Vec<f64>>(),
+    )?)
+}
+
+/// Accuracy aggregations of a frame of predictions.
+fn accuracy_exprs() -> [Expr; 3] {
+    [len().cast(DataType::Float64).alias("n"), (col("ape").mean() * lit(100.0)).alias("mape"), col("within").mean().alias("within_10pct")]
+}
+
+/// Group-by `keys` over the predictions: one row per group with n, mape, within_10pct.
+fn grouped(df: &DataFrame, filter: Option<Expr>, keys: &[&str]) -> Result<Vec<(Vec<String>, Accuracy)>, CostError> {
+    let mut lf = df.clone().lazy();
+    if let Some(f) = filter {
+        lf = lf.filter(f);
+    }
+    let out = if keys.is_empty() {
+        lf.select(accuracy_exprs()).collect()?
+    } else {
+        lf.group_by(keys.iter().map(|k| col(*k)).collect::<Vec<_>>())
+            .agg(accuracy_exprs())
+            .sort(keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(), SortMultipleOptions::default())
+            .collect()?
+    };
+    let n = out.column("n")?.f64()?;
+    let mape = out.column("mape")?.f64()?;
+    let within = out.column("within_10pct")?.f64()?;
+    let key_cols: Vec<&StringChunked> = keys.iter().map(|k| out.column(k).and_then(|c| c.str())).collect::<PolarsResult<_>>()?;
+    let mut rows = vec![];
+    for i in 0..out.height() {
+        let count = n.get(i).unwrap_or(0.0) as usize;
+        if count == 0 {
+            continue;
+        }
+        let key = key_cols.iter().map(|c| c.get(i).unwrap_or_default().to_string()).collect();
+        rows.push((key, Accuracy { n: count, mape: mape.get(i).unwrap_or(0.0), within_10pct: within.get(i).unwrap_or(0.0) }));
+    }
+    Ok(rows)
+}
+
+fn one(df: &DataFrame, filter: Expr) -> Result<Accuracy, CostError> {
+    Ok(grouped(df, Some(filter), &[])?.into_iter().next().map(|(_, a)| a).unwrap_or_default())
+}
+
+/// Fits every model of the device on all of `set`, and measures their accuracy on held-out data
+/// (k-fold over ops, and leave-one-model-out). The models' version is 0 until the caller stores them.
+pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> Result<FitReport, CostError> {
+    let prepared = Prepared::new(set)?;
+    let started = Instant::now();
+    let processors = prepared.fit(&|_| true, &|_| true, opts);
+    let models = CostModels { device: device.to_string(), version: 0, processors, transfers: TransferModels::fit(&set.transfers) };
+    if !models.is_valid() {
+        return Err(CostError::NotFinite("the fitted models".into()));
+    }
+    let fit_s = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let held = k_fold(&prepared, opts);
+    let (lomo_ops, lomo_whole) = leave_one_model_out(&prepared, opts);
+    let df = frame(&held)?;
+    let in_model = col("target").eq(lit("in_model"));
+    let big = col("measured_us").gt(lit(50.0));
+
+    let mut kinds = vec![];
+    for (key, acc) in grouped(&df, Some(in_model.clone()), &["processor", "kind"])? {
+        let (processor, kind) = (&key[0], &key[1]);
+        let stored = models.processor(processor).and_then(|p| p.in_model.kinds.get(kind.as_str()));
+        kinds.push(KindAccuracy {
+            processor: processor.clone(),
+            op_kind: kind.clone(),
+            samples: stored.map(|m| m.samples).unwrap_or(0),
+            held_out: acc.n,
+            mape: acc.mape,
+            within_10pct: acc.within_10pct,
+            base_from: stored.map(|m| m.base_from.clone()).unwrap_or_default(),
+            fallback_of: stored.and_then(|m| m.fallback_of.clone()),
+        });
+    }
+    let overall = one(&df, in_model.clone())?;
+    let mut slices: Vec<SliceAccuracy> =
+        grouped(&df, None, &["target"])?.into_iter().map(|(k, accuracy)| SliceAccuracy { slice: k[0].clone(), accuracy }).collect();
+    slices.push(SliceAccuracy { slice: "in_model above 50 µs".into(), accuracy: one(&df, in_model.clone().and(big.clone()))? });
+    for (key, accuracy) in grouped(&df, Some(in_model.clone().and(big.clone())), &["processor"])? {
+        slices.push(SliceAccuracy { slice: format!("in_model above 50 µs on {}", key[0]), accuracy });
+    }
+
+    let lomo_df = frame(&lomo_ops)?;
+    let summary = LeaveOneModelOut {
+        pairs: lomo_whole.len(),
+        within_10pct: if lomo_whole.is_empty() { 0.0 } else { lomo_whole.iter().filter(|w| w.error.abs() <= 0.1).count() as f64 / lomo_whole.len() as f64 },
+        mape: if lomo_whole.is_empty() { 0.0 } else { 100.0 * lomo_whole.iter().map(|w| w.error.abs()).sum::<f64>() / lomo_whole.len() as f64 },
+        ops: if lomo_ops.is_empty() { Accuracy::default() } else { one(&lomo_df, in_model.clone())? },
+        ops_above_50us: if lomo_ops.is_empty() { Accuracy::default() } else { one(&lomo_df, in_model.and(big))? },
+    };
+    let evaluate_s = started.elapsed().as_secs_f64();
+    let report = FitReport {
+        models,
+        kinds,
+        overall,
+        slices,
+        leave_one_model_out: lomo_whole,
+        leave_one_model_out_summary: summary,
+        held_out: held,
+        fit_s,
+        evaluate_s,
+    };
+    if !report.is_valid() {
+        return Err(CostError::NotFinite("the accuracy figures".into()));
+    }
+    Ok(report)
+}
+
+impl FitReport {
+    /// Whether every number is finite.
+    pub fn is_valid(&self) -> bool {
+        let acc = |a: &Accuracy| a.mape.is_finite() && a.within_10pct.is_finite();
+        self.models.is_valid()
+            && self.kinds.iter().all(|k| k.mape.is_finite() && k.within_10pct.is_finite())
+            && acc(&self.overall)
+            && self.slices.iter().all(|s| acc(&s.accuracy))
+            && self.leave_one_model_out.iter().all(|l| l.predicted_ms.is_finite() && l.measured_ms.is_finite() && l.error.is_finite())
+            && acc(&self.leave_one_model_out_summary.ops)
+    }
+}

@@ -1,0 +1,161 @@
+//! Fitting every model of a device from its training set.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::models::{CostModels, ProcessorModels};
+use crate::opmodel::{fit_context, OpFitOptions, Row};
+use crate::sample::{Context, TrainingSet};
+use crate::stage::{StageModel, StagePoint};
+use crate::transfer::TransferModels;
+use crate::CostError;
+
+/// Settings of a fit and its evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitOptions {
+    /// Op model settings.
+    pub ops: OpFitOptions,
+    /// Folds of the k-fold evaluation over ops.
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { ops: OpFitOptions::default(), folds: 5, seed: 0x7a5d_e3c0 }
+    }
+}
+
+/// The training set with everything computed once: rows with their terms and coordinates, model and
+/// processor indexes, and the whole-model timings beside their ops' summed in-context times.
+pub(crate) struct Prepared<'a> {
+    pub set: &'a TrainingSet,
+    pub rows: Vec<Row>,
+    /// Model names; `Row::model` indexes this.
+    pub models: Vec<String>,
+    /// Processor ids, sorted.
+    pub processors: Vec<String>,
+    /// Per row, the index of its op (model, op id): k-fold keeps an op's rows together.
+    pub op_of_row: Vec<usize>,
+    /// Number of distinct ops.
+    pub ops: usize,
+    /// Whole-model timings: (model index, processor) -> point.
+    pub stage_points: BTreeMap<(usize, String), StagePoint>,
+}
+
+impl<'a> Prepared<'a> {
+    pub(crate) fn new(set: &'a TrainingSet) -> Result<Prepared<'a>, CostError> {
+        set.validate()?;
+        if set.ops.is_empty() {
+            return Err(CostError::NoSamples);
+        }
+        let mut models: Vec<String> = set.ops.iter().map(|s| s.model.clone()).chain(set.models.iter().map(|m| m.model.clone())).collect();
+        models.sort();
+        models.dedup();
+        let model_index = |m: &str| models.binary_search_by(|x| x.as_str().cmp(m)).unwrap_or(0);
+        let mut processors: Vec<String> = set.ops.iter().map(|s| s.processor.clone()).collect();
+        processors.sort();
+        processors.dedup();
+        let rows: Vec<Row> = set.ops.iter().enumerate().map(|(i, s)| Row::new(i, s, model_index(&s.model))).collect();
+        let mut op_ids: BTreeMap<(usize, i64), usize> = BTreeMap::new();
+        let op_of_row: Vec<usize> = rows
+            .iter()
+            .map(|r| {
+                let n = op_ids.len();
+                *op_ids.entry((r.model, set.ops[r.sample].op_id)).or_insert(n)
+            })
+            .collect();
+        let stage_points = stage_points(set)?
+            .into_iter()
+            .map(|(m, p, point)| ((model_index(&m), p), point))
+            .collect();
+        Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points })
+    }
+
+    /// Fits every model on the rows and whole-model timings `keep` accepts (by row and by model).
+    pub(crate) fn fit(&self, keep_row: &dyn Fn(usize) -> bool, keep_model: &dyn Fn(usize) -> bool, opts: &FitOptions) -> Vec<ProcessorModels> {
+        let kind_of = |r: &Row| r.features.kind.clone();
+        self.processors
+            .iter()
+            .map(|p| {
+                let mut contexts: [Vec<&Row>; 2] = [vec![], vec![]];
+                for (i, r) in self.rows.iter().enumerate() {
+                    let s = &self.set.ops[r.sample];
+                    if &s.processor == p && keep_row(i) {
+                        contexts[s.context.index()].push(r);
+                    }
+                }
+                let points: Vec<StagePoint> = self
+                    .stage_points
+                    .iter()
+                    .filter(|((m, q), _)| q == p && keep_model(*m))
+                    .map(|(_, point)| *point)
+                    .collect();
+                let [in_model, isolated] = &contexts;
+                let fitted = |rows: &[&Row]| fit_context(rows, &kind_of, &opts.ops);
+                // A context without measurements borrows the other's models rather than predicting
+                // nothing (a split part predicted free would mislead a planner).
+                let (in_model, isolated) = match (in_model.is_empty(), isolated.is_empty()) {
+                    (true, false) => (fitted(isolated), fitted(isolated)),
+                    (false, true) => (fitted(in_model), fitted(in_model)),
+                    _ => (fitted(in_model), fitted(isolated)),
+                };
+                ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points) }
+            })
+            .collect()
+    }
+}
+
+/// Joins each whole-model timing with the sum and count of its ops' in-context medians on the same
+/// processor: the stage model's training data. Returns (model, processor, point).
+fn stage_points(set: &TrainingSet) -> Result<Vec<(String, String, StagePoint)>, CostError> {
+    let whole: Vec<_> = set.ops.iter().filter(|s| s.context == Context::InModel && s.part.is_none()).collect();
+    if whole.is_empty() || set.models.is_empty() {
+        return Ok(vec![]);
+    }
+    let ops = df!(
+        "model" => whole.iter().map(|s| s.model.as_str()).collect::<Vec<_>>(),
+        "processor" => whole.iter().map(|s| s.processor.as_str()).collect::<Vec<_>>(),
+        "median_us" => whole.iter().map(|s| s.median_us).collect::<Vec<_>>(),
+    )?;
+    let timed = df!(
+        "model" => set.models.iter().map(|m| m.model.as_str()).collect::<Vec<_>>(),
+        "processor" => set.models.iter().map(|m| m.processor.as_str()).collect::<Vec<_>>(),
+        "measured_us" => set.models.iter().map(|m| m.median_us).collect::<Vec<_>>(),
+    )?;
+    let keys = [col("model"), col("processor")];
+    let joined = ops
+        .lazy()
+        .group_by(keys.clone())
+        .agg([col("median_us").sum().alias("ops_sum_us"), len().cast(DataType::Float64).alias("ops")])
+        .join(timed.lazy(), keys.clone(), keys, JoinArgs::new(JoinType::Inner))
+        .sort(["model", "processor"], SortMultipleOptions::default())
+        .collect()?;
+    let model = joined.column("model")?.str()?;
+    let processor = joined.column("processor")?.str()?;
+    let sum = joined.column("ops_sum_us")?.f64()?;
+    let count = joined.column("ops")?.f64()?;
+    let measured = joined.column("measured_us")?.f64()?;
+    let mut out = vec![];
+    for i in 0..joined.height() {
+        if let (Some(m), Some(p), Some(s), Some(n), Some(y)) = (model.get(i), processor.get(i), sum.get(i), count.get(i), measured.get(i)) {
+            out.push((m.to_string(), p.to_string(), StagePoint { ops_sum_us: s, ops: n, measured_us: y }));
+        }
+    }
+    Ok(out)
+}
+
+/// Fits every model of the device on all of `set` (without evaluating them: see
+/// [`crate::fit_and_evaluate`]). The result's version is 0 until the caller stores it.
+pub fn fit(device: &str, set: &TrainingSet, opts: &FitOptions) -> Result<CostModels, CostError> {
+    let prepared = Prepared::new(set)?;
+    let processors = prepared.fit(&|_| true, &|_| true, opts);
+    let models = CostModels { device: device.to_string(), version: 0, processors, transfers: TransferModels::fit(&set.transfers) };
+    if !models.is_valid() {
+        return Err(CostError::NotFinite("the fitted models".into()));
+    }
+    Ok(models)
+}

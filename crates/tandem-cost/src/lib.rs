@@ -1,0 +1,93 @@
+//! tandem-cost: latency cost models fitted from profiles, for the planner.
+//!
+//! Data flows one way through three types:
+//!
+//! - [`TrainingSet`] is one device's measurements as plain structs ([`OpSample`] for ops and split
+//!   parts in or out of context, [`ModelSample`] for whole models, [`TransferSample`] for hand-overs
+//!   between processors). The caller fills it (the CLI reads the results database), so this crate
+//!   depends on no database, profiler or executor, and the planner can depend on it alone.
+//! - [`fit_and_evaluate`] fits every model and measures it on data the fit did not see (k-fold over
+//!   ops, and leave-one-model-out), returning a [`FitReport`]; [`FitReport::records`] turns it into
+//!   rows for the `cost_models` table, and [`CostModels::from_records`] turns rows back into models.
+//! - [`CostModels`] answers the planner: [`CostModels::predict_op`] (an op's time inside a stage),
+//!   [`CostModels::predict_split_part`], [`CostModels::predict_transfer`] and
+//!   [`CostModels::predict_stage`], in microseconds, millions of times a second
+//!   (`cargo run --release -p tandem-cost --example bench_predict`).
+//!
+//! # The models
+//!
+//! **Ops**, per (processor, context, kind): an [additive base](additive) `µs = Σ cost_t · term_t` over
+//! work terms (multiply-adds, bytes in and out, weight bytes, the packed operand of a matrix product,
+//! channels and rows of a depthwise convolution; [`Term`]), non-negative and fitted on `ln(predicted /
+//! measured)`, times a [neighbour correction](neighbours) learned from the kind's training ops that
+//! look nearly the same. Whether a kind gets a base of its own or shares its [`Family`]'s (all matrix
+//! products, say) is decided by leave-one-model-out error on the training data; a kind with fewer than
+//! 8 samples falls back to its family's model (or the processor's catch-all) and says so
+//! (`fallback_of`). In-context models predict what an op adds to a stage; isolated models predict an
+//! op, or a split part, run alone.
+//!
+//! **Stages**, per processor: a stage's time from the sum of its ops' in-context times, `fixed +
+//! factor · sum (+ per_op · ops)`, the form chosen by leave-one-out error over whole-model timings
+//! ([`StageModel`]).
+//!
+//! **Transfers**, per processor pair: `fixed + per_byte · bytes` ([`TransferModel`]).
+//!
+//! Polars frames do the relational work: joining whole-model timings with their ops' summed
+//! in-context times, and the group-bys of the accuracy tables.
+#![deny(missing_docs)]
+
+pub mod additive;
+mod eval;
+mod fit;
+mod models;
+pub mod neighbours;
+mod opmodel;
+mod records;
+mod sample;
+mod solve;
+pub mod stage;
+pub mod term;
+pub mod transfer;
+
+pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, SliceAccuracy};
+pub use fit::{fit, FitOptions};
+pub use models::{CostModels, ProcessorModels};
+pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
+pub use records::{ModelRecord, ANY_PAIR, STAGE, TRANSFER};
+pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, TrainingSet, TransferSample};
+pub use stage::{StageForm, StageModel, StagePoint};
+pub use term::{Family, Term};
+pub use transfer::{TransferModel, TransferModels};
+
+/// Everything that can go wrong fitting or loading cost models.
+#[derive(Debug, thiserror::Error)]
+pub enum CostError {
+    /// There is nothing to fit.
+    #[error("no op measurements to fit cost models on: run `tandem profile MODEL` first")]
+    NoSamples,
+    /// A training sample is unusable (a time that is not a positive finite number, a negative count).
+    #[error("invalid training sample: {0}")]
+    InvalidSample(String),
+    /// A fit produced a number that is not finite; nothing is returned (or stored).
+    #[error("{0} came out not finite (NaN or infinite); nothing was stored")]
+    NotFinite(String),
+    /// A stored model's parameters cannot be read.
+    #[error("cannot read the stored {op_kind} model of {processor}: {message}")]
+    Params {
+        /// The row's processor.
+        processor: String,
+        /// The row's op kind.
+        op_kind: String,
+        /// What serde said.
+        message: String,
+    },
+    /// Polars failed assembling a frame.
+    #[error("building a table: {0}")]
+    Frame(String),
+}
+
+impl From<polars::error::PolarsError> for CostError {
+    fn from(e: polars::error::PolarsError) -> Self {
+        CostError::Frame(e.to_string())
+    }
+}

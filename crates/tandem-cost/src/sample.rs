@@ -1,0 +1,315 @@
+//! The training data, as plain structs: the caller (the CLI, reading the results database) fills them,
+//! so this crate never depends on the database.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How an op's time was taken, and which time a prediction is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Context {
+    /// Timed by a hook around the op while the whole model ran: the time an op adds to a stage.
+    InModel,
+    /// Timed alone, as a one-op model (split parts are timed this way): includes a run's fixed cost.
+    Isolated,
+}
+
+impl Context {
+    /// Both contexts, in index order.
+    pub const ALL: [Context; 2] = [Context::InModel, Context::Isolated];
+
+    /// The text the database stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Context::InModel => "in_model",
+            Context::Isolated => "isolated",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::str::FromStr for Context {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Context, String> {
+        match s {
+            "in_model" => Ok(Context::InModel),
+            "isolated" => Ok(Context::Isolated),
+            other => Err(format!("unknown context '{other}' (expected in_model or isolated)")),
+        }
+    }
+}
+
+/// What a cost model sees of an op: its kind, arithmetic, bytes and kernel parameters.
+///
+/// Counts are `f64` so that a split part's share can be expressed exactly (see [`OpFeatures::part`]).
+/// Kernel parameters are 0 where they do not apply (ops other than convolutions and pooling).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpFeatures {
+    /// `Conv`, `DepthwiseConv`, `EinSum`, `Add`, ... as tandem-graph names it.
+    pub kind: String,
+    /// Multiply-accumulates.
+    pub macs: f64,
+    /// Floating-point operations (2 per multiply-accumulate plus everything else).
+    pub flops: f64,
+    /// Activation bytes read.
+    pub bytes_in: f64,
+    /// Activation bytes written.
+    pub bytes_out: f64,
+    /// Constant (weight) bytes read.
+    pub weight_bytes: f64,
+    /// Kernel and shape parameters of convolutions and pooling.
+    pub kernel: KernelParams,
+}
+
+/// Kernel and shape parameters of a convolution or pooling op (all 0 for other ops).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelParams {
+    /// Kernel height.
+    pub kernel_h: u32,
+    /// Kernel width.
+    pub kernel_w: u32,
+    /// Vertical stride.
+    pub stride_h: u32,
+    /// Horizontal stride.
+    pub stride_w: u32,
+    /// Convolution groups (1 for a plain convolution).
+    pub group: u32,
+    /// Input channels.
+    pub in_channels: u32,
+    /// Output channels.
+    pub out_channels: u32,
+    /// Output height.
+    pub out_h: u32,
+    /// Output width.
+    pub out_w: u32,
+}
+
+impl KernelParams {
+    /// Reads the parameters from tandem-graph's feature map (`kernel_h`, `stride_w`, `group`, ...);
+    /// missing keys stay 0.
+    pub fn from_map(map: &BTreeMap<String, i64>) -> KernelParams {
+        let get = |k: &str| map.get(k).map(|&v| v.clamp(0, u32::MAX as i64) as u32).unwrap_or(0);
+        KernelParams {
+            kernel_h: get("kernel_h"),
+            kernel_w: get("kernel_w"),
+            stride_h: get("stride_h"),
+            stride_w: get("stride_w"),
+            group: get("group"),
+            in_channels: get("in_channels"),
+            out_channels: get("out_channels"),
+            out_h: get("out_h"),
+            out_w: get("out_w"),
+        }
+    }
+
+    /// Whether any parameter is set (the op is a convolution or pooling).
+    pub fn is_set(&self) -> bool {
+        self.kernel_h > 0 || self.out_channels > 0
+    }
+}
+
+impl OpFeatures {
+    /// An op's features from its cost counts; kernel parameters start unset (see [`OpFeatures::with_params`]).
+    pub fn new(kind: impl Into<String>, macs: u64, flops: u64, bytes_in: u64, bytes_out: u64, weight_bytes: u64) -> OpFeatures {
+        OpFeatures {
+            kind: kind.into(),
+            macs: macs as f64,
+            flops: flops as f64,
+            bytes_in: bytes_in as f64,
+            bytes_out: bytes_out as f64,
+            weight_bytes: weight_bytes as f64,
+            kernel: KernelParams::default(),
+        }
+    }
+
+    /// The same op with kernel parameters read from tandem-graph's feature map.
+    pub fn with_params(mut self, map: &BTreeMap<String, i64>) -> OpFeatures {
+        self.kernel = KernelParams::from_map(map);
+        self
+    }
+
+    /// The features of one part of this op split along output `axis`, the part covering
+    /// `[start, end)` as shares of that axis (`0.25..0.5`).
+    ///
+    /// Arithmetic and output bytes scale with the share. Weights scale when the cut is along a
+    /// convolution's output channels (axis 1: its weights are sliced); inputs scale when each part reads
+    /// only its own slice of the input (spatial rows, depthwise channels, ops without weights); a plain
+    /// convolution cut by output channels still reads its whole input.
+    pub fn part(&self, axis: usize, start: f64, end: f64) -> OpFeatures {
+        let r = (end - start).clamp(0.0, 1.0);
+        let mut p = self.clone();
+        p.macs *= r;
+        p.flops *= r;
+        p.bytes_out *= r;
+        let conv = self.kernel.out_channels > 0 && self.kernel.group > 0;
+        let depthwise = conv && self.kernel.group > 1 && self.kernel.group == self.kernel.in_channels;
+        let channel_cut = axis == 1 && self.kernel.is_set();
+        if channel_cut {
+            if conv {
+                p.weight_bytes *= r;
+            }
+            p.kernel.out_channels = scale_u32(self.kernel.out_channels, r);
+            if depthwise || !conv {
+                // A depthwise convolution or a pooling reads only its own channels.
+                p.bytes_in *= r;
+            }
+            if depthwise {
+                p.kernel.in_channels = scale_u32(self.kernel.in_channels, r);
+                p.kernel.group = scale_u32(self.kernel.group, r);
+            }
+        } else if self.kernel.is_set() && axis == 2 {
+            p.bytes_in *= r;
+            p.kernel.out_h = scale_u32(self.kernel.out_h, r);
+        } else if self.kernel.is_set() && axis == 3 {
+            p.bytes_in *= r;
+            p.kernel.out_w = scale_u32(self.kernel.out_w, r);
+        } else if self.weight_bytes > 0.0 {
+            // A matrix product of activations [batch, tokens, features] cut along features (axis 2 and
+            // beyond) reads slices of its weights; cut along tokens, slices of its input.
+            if axis >= 2 {
+                p.weight_bytes *= r;
+            } else {
+                p.bytes_in *= r;
+            }
+        } else {
+            p.bytes_in *= r;
+        }
+        p
+    }
+
+    /// Checks that every count is finite and non-negative.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [("macs", self.macs), ("flops", self.flops), ("bytes_in", self.bytes_in), ("bytes_out", self.bytes_out), ("weight_bytes", self.weight_bytes)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("{} op has {name} = {v}", self.kind));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn scale_u32(v: u32, r: f64) -> u32 {
+    ((v as f64 * r).round() as u32).max(1)
+}
+
+/// A split part: which output axis was cut, and the part's share of it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PartSpec {
+    /// The output axis cut.
+    pub axis: usize,
+    /// Where the part starts, as a share of the axis.
+    pub start: f64,
+    /// Where it ends.
+    pub end: f64,
+}
+
+impl PartSpec {
+    /// The part's share of the axis.
+    pub fn ratio(&self) -> f64 {
+        self.end - self.start
+    }
+}
+
+/// One timed op (or split part) on one processor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpSample {
+    /// The model it belongs to (any stable name; leave-one-model-out groups by it).
+    pub model: String,
+    /// The op's id within its model.
+    pub op_id: i64,
+    /// The processor that ran it.
+    pub processor: String,
+    /// In the model, or alone.
+    pub context: Context,
+    /// The whole op's features (not the part's: see `part`).
+    pub op: OpFeatures,
+    /// For a split part, which part; `None` for the whole op.
+    pub part: Option<PartSpec>,
+    /// The median time, microseconds.
+    pub median_us: f64,
+}
+
+impl OpSample {
+    /// The features of what was timed: the op, or the part of it.
+    pub fn timed_features(&self) -> OpFeatures {
+        match self.part {
+            Some(p) => self.op.part(p.axis, p.start, p.end),
+            None => self.op.clone(),
+        }
+    }
+
+    /// The share of the op that was timed: 1 for a whole op.
+    pub fn ratio(&self) -> f64 {
+        self.part.map(|p| p.ratio()).unwrap_or(1.0)
+    }
+}
+
+/// A whole model timed on one processor (one stage holding every op).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSample {
+    /// The model (as in [`OpSample::model`]).
+    pub model: String,
+    /// The processor.
+    pub processor: String,
+    /// The median time, microseconds.
+    pub median_us: f64,
+}
+
+/// A tensor handed from one processor to another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferSample {
+    /// From.
+    pub src: String,
+    /// To.
+    pub dst: String,
+    /// Tensor size.
+    pub bytes: f64,
+    /// The median time, microseconds.
+    pub median_us: f64,
+}
+
+/// Everything a fit learns from: one device's measurements.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSet {
+    /// Ops and split parts.
+    pub ops: Vec<OpSample>,
+    /// Whole models.
+    pub models: Vec<ModelSample>,
+    /// Hand-overs between processors.
+    pub transfers: Vec<TransferSample>,
+}
+
+impl TrainingSet {
+    /// Checks every sample: finite, positive times; finite, non-negative features; known parts.
+    pub fn validate(&self) -> Result<(), crate::CostError> {
+        let bad = |what: String| Err(crate::CostError::InvalidSample(what));
+        for s in &self.ops {
+            if !(s.median_us.is_finite() && s.median_us > 0.0) {
+                return bad(format!("op {} of model {} on {} has median {} µs", s.op_id, s.model, s.processor, s.median_us));
+            }
+            if let Err(e) = s.op.validate() {
+                return bad(format!("op {} of model {}: {e}", s.op_id, s.model));
+            }
+            if let Some(p) = s.part {
+                if !(p.start.is_finite() && p.end.is_finite() && 0.0 <= p.start && p.start < p.end && p.end <= 1.0 + 1e-9) {
+                    return bad(format!("op {} of model {} has a split part [{}, {})", s.op_id, s.model, p.start, p.end));
+                }
+            }
+        }
+        for m in &self.models {
+            if !(m.median_us.is_finite() && m.median_us > 0.0) {
+                return bad(format!("model {} on {} has median {} µs", m.model, m.processor, m.median_us));
+            }
+        }
+        for t in &self.transfers {
+            if !(t.median_us.is_finite() && t.median_us > 0.0 && t.bytes.is_finite() && t.bytes >= 0.0) {
+                return bad(format!("transfer {} -> {} of {} bytes has median {} µs", t.src, t.dst, t.bytes, t.median_us));
+            }
+        }
+        Ok(())
+    }
+}

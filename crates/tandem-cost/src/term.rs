@@ -1,0 +1,177 @@
+//! What the models compute from an op: the terms of the additive base models, the op families that
+//! share one, and the coordinates the neighbour correction measures distance in.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sample::OpFeatures;
+
+/// One term of an additive model: a quantity of work an op does, in its own unit; the model's
+/// coefficient is the time per unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Term {
+    /// 1: a fixed cost per run of the op (dispatch, loop setup).
+    One,
+    /// Multiply-accumulates.
+    Macs,
+    /// Floating-point operations.
+    Flops,
+    /// Activation bytes read.
+    BytesIn,
+    /// Activation bytes written.
+    BytesOut,
+    /// Weight bytes read.
+    WeightBytes,
+    /// Bytes of the matrix product's data operand as the kernel packs it: for a convolution the
+    /// im2col matrix (`4 · macs · group / out_channels`), otherwise the activations read.
+    PackedBytes,
+    /// Output channels: per-channel setup (depthwise convolutions loop over channels).
+    Channels,
+    /// Output rows (`out_channels · out_h`): per-row setup of a convolution's inner loop.
+    Rows,
+}
+
+impl Term {
+    /// The term's value for an op.
+    #[inline]
+    pub fn value(self, f: &OpFeatures) -> f64 {
+        match self {
+            Term::One => 1.0,
+            Term::Macs => f.macs,
+            Term::Flops => f.flops,
+            Term::BytesIn => f.bytes_in,
+            Term::BytesOut => f.bytes_out,
+            Term::WeightBytes => f.weight_bytes,
+            Term::PackedBytes => {
+                let oc = f.kernel.out_channels as f64;
+                if oc > 0.0 {
+                    4.0 * f.macs * (f.kernel.group.max(1) as f64) / oc
+                } else {
+                    f.bytes_in
+                }
+            }
+            Term::Channels => f.kernel.out_channels as f64,
+            Term::Rows => f.kernel.out_channels as f64 * f.kernel.out_h as f64,
+        }
+    }
+}
+
+/// Op kinds that share a base model (a rare kind falls back to its family's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Matrix products: convolutions (im2col then a product), `EinSum`, `MatMul`.
+    Matmul,
+    /// Depthwise convolutions (a loop per channel, no matrix product).
+    Depthwise,
+    /// Max and average pooling.
+    Pool,
+    /// Reductions, softmax, normalisations.
+    Reduce,
+    /// Data movement: reshapes, slices, concatenations, gathers, strided copies.
+    Layout,
+    /// Element-wise arithmetic and everything else.
+    Elementwise,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 6] = [Family::Matmul, Family::Depthwise, Family::Pool, Family::Reduce, Family::Layout, Family::Elementwise];
+
+    /// The family of an op kind as tandem-graph names it.
+    pub fn of(kind: &str) -> Family {
+        match kind {
+            "DepthwiseConv" => Family::Depthwise,
+            "Conv" | "GroupConv" | "EinSum" | "MatMul" | "Gemm" | "OptMatMul" | "ConvTranspose" | "Deconv" => Family::Matmul,
+            "AddAxis" | "RmAxis" | "Reshape" | "IntoShape" | "MoveAxis" | "Move" | "Slice" | "Concat" | "TypedConcat" | "Gather"
+            | "Pad" | "Identity" | "Cast" | "Downsample" | "MultiBroadcastTo" | "Tile" => Family::Layout,
+            k if k.contains("Pool") => Family::Pool,
+            k if k.starts_with("Reduce") || k.contains("Softmax") || k.contains("Norm") => Family::Reduce,
+            k if k.starts_with("AxisOp") => Family::Layout,
+            _ => Family::Elementwise,
+        }
+    }
+
+    /// The name stored in `cost_models.op_kind` for the family's own model: `family:matmul`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::Matmul => "family:matmul",
+            Family::Depthwise => "family:depthwise",
+            Family::Pool => "family:pool",
+            Family::Reduce => "family:reduce",
+            Family::Layout => "family:layout",
+            Family::Elementwise => "family:elementwise",
+        }
+    }
+
+    /// The terms of the family's additive model.
+    pub fn terms(self) -> &'static [Term] {
+        use Term::*;
+        match self {
+            Family::Matmul => &[One, Macs, PackedBytes, BytesOut, WeightBytes],
+            Family::Depthwise => &[One, Macs, BytesIn, BytesOut, Channels, Rows],
+            Family::Pool | Family::Reduce => &[One, Flops, BytesIn, BytesOut],
+            Family::Layout => &[One, BytesIn, BytesOut],
+            Family::Elementwise => &[One, Flops, BytesIn, BytesOut, WeightBytes],
+        }
+    }
+}
+
+/// The terms of a processor's catch-all model (every kind together).
+pub const ALL_KINDS_TERMS: &[Term] = &[Term::One, Term::Macs, Term::Flops, Term::BytesIn, Term::BytesOut, Term::WeightBytes];
+
+/// The label of a processor's catch-all model in `cost_models.op_kind`.
+pub const ALL_KINDS: &str = "all";
+
+/// Number of coordinates the neighbour correction measures distance in.
+pub const COORDS: usize = 12;
+
+/// An op's coordinates for the neighbour correction: `ln(1 + x)` of its counts and kernel parameters,
+/// so that a distance of 0.1 means roughly "10 % apart".
+#[inline]
+pub fn coords(f: &OpFeatures) -> [f64; COORDS] {
+    let l = |v: f64| (v.max(0.0)).ln_1p();
+    let k = &f.kernel;
+    [
+        l(f.macs),
+        l(f.flops),
+        l(f.bytes_in),
+        l(f.bytes_out),
+        l(f.weight_bytes),
+        l(k.kernel_h as f64),
+        l(k.stride_h as f64),
+        l(k.group as f64),
+        l(k.in_channels as f64),
+        l(k.out_channels as f64),
+        l(k.out_h as f64),
+        l(k.out_w as f64),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_families() {
+        assert_eq!(Family::of("Conv"), Family::Matmul);
+        assert_eq!(Family::of("EinSum"), Family::Matmul);
+        assert_eq!(Family::of("DepthwiseConv"), Family::Depthwise);
+        assert_eq!(Family::of("MaxPool"), Family::Pool);
+        assert_eq!(Family::of("Reduce<Sum>"), Family::Reduce);
+        assert_eq!(Family::of("RmsNorm"), Family::Reduce);
+        assert_eq!(Family::of("Downsample"), Family::Layout);
+        assert_eq!(Family::of("Add"), Family::Elementwise);
+        assert_eq!(Family::of("SomethingNew"), Family::Elementwise);
+    }
+
+    #[test]
+    fn packed_bytes_is_the_im2col_matrix_of_a_convolution() {
+        let mut f = OpFeatures::new("Conv", 1000, 2000, 10, 10, 10);
+        f.kernel.out_channels = 10;
+        f.kernel.group = 1;
+        assert_eq!(Term::PackedBytes.value(&f), 400.0);
+        let g = OpFeatures::new("EinSum", 1000, 2000, 64, 10, 10);
+        assert_eq!(Term::PackedBytes.value(&g), 64.0);
+    }
+}

@@ -1,0 +1,206 @@
+//! The fit on synthetic data whose truth is known: it recovers a planted relationship, reports accuracy
+//! only on held-out data, falls back for rare kinds, and its stored form predicts what it predicted.
+
+use tandem_cost::{
+    fit_and_evaluate, Context, CostError, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, Term, TrainingSet,
+    TransferSample,
+};
+
+/// A deterministic pseudo-random stream (SplitMix64), so the tests need no dependency and never flake.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Log-uniform in [lo, hi).
+    fn log_uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        (lo.ln() + self.next() * (hi.ln() - lo.ln())).exp()
+    }
+}
+
+fn conv(rng: &mut Rng, kind: &str) -> OpFeatures {
+    let macs = rng.log_uniform(1e4, 1e8).round() as u64;
+    let mut f = OpFeatures::new(kind, macs, 2 * macs, rng.log_uniform(1e3, 1e6) as u64, rng.log_uniform(1e3, 1e6) as u64, rng.log_uniform(1e3, 1e6) as u64);
+    f.kernel.kernel_h = 3;
+    f.kernel.kernel_w = 3;
+    f.kernel.stride_h = 1;
+    f.kernel.stride_w = 1;
+    f.kernel.group = 1;
+    f.kernel.in_channels = 16 + (rng.next() * 200.0) as u32;
+    f.kernel.out_channels = 16 + (rng.next() * 200.0) as u32;
+    f.kernel.out_h = 7 + (rng.next() * 50.0) as u32;
+    f.kernel.out_w = f.kernel.out_h;
+    f
+}
+
+fn sample(model: usize, op_id: i64, processor: &str, context: Context, op: OpFeatures, median_us: f64) -> OpSample {
+    OpSample { model: format!("m{model}"), op_id, processor: processor.into(), context, op, part: None, median_us }
+}
+
+/// `models` models of `ops` convolutions each on one processor, timed in both contexts as
+/// `latency(op)` with ±`noise` multiplicative noise, plus whole-model timings.
+fn synthetic(models: usize, ops: usize, noise: f64, latency: &dyn Fn(&OpFeatures, &mut Rng) -> f64) -> TrainingSet {
+    let mut rng = Rng(7);
+    let mut set = TrainingSet::default();
+    for m in 0..models {
+        let mut sum = 0.0;
+        for i in 0..ops {
+            let op = conv(&mut rng, "Conv");
+            let t = latency(&op, &mut rng);
+            for context in Context::ALL {
+                let y = t * (1.0 + noise * (2.0 * rng.next() - 1.0));
+                if context == Context::InModel {
+                    sum += y;
+                }
+                set.ops.push(sample(m, i as i64, "cpu:0", context, op.clone(), y));
+            }
+        }
+        set.models.push(ModelSample { model: format!("m{m}"), processor: "cpu:0".into(), median_us: 20.0 + 1.05 * sum });
+    }
+    set
+}
+
+#[test]
+fn recovers_a_known_linear_relationship() {
+    // latency = 3 + 0.002 · macs, with ±2 % noise.
+    let set = synthetic(6, 40, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let model = &report.models.processor("cpu:0").unwrap().in_model.kinds["Conv"];
+    let coef = |t: Term| model.base.terms.iter().find(|c| c.term == t).map(|c| c.us).unwrap_or(0.0);
+    assert!((coef(Term::Macs) - 0.002).abs() < 0.0001, "macs coefficient {} (want 0.002): {:?}", coef(Term::Macs), model.base);
+    assert!((coef(Term::One) - 3.0).abs() < 1.0, "fixed cost {} (want 3): {:?}", coef(Term::One), model.base);
+    for t in [Term::PackedBytes, Term::BytesOut, Term::WeightBytes] {
+        // Unrelated terms carry (almost) no cost: at most 2 % of a typical op's time.
+        assert!(coef(t) * 1e6 < 0.02 * (3.0 + 0.002 * 1e6), "{t:?} has cost {}", coef(t));
+    }
+    // Held out, nearly every prediction is within 10 %, and whole models are predicted well.
+    assert!(report.overall.within_10pct > 0.95, "{:?}", report.overall);
+    assert!(report.overall.n == 240, "every in-context op is predicted once, held out: {:?}", report.overall);
+    assert_eq!(report.leave_one_model_out.len(), 6);
+    for l in &report.leave_one_model_out {
+        assert!(l.error.abs() < 0.05, "{l:?}");
+    }
+    // A new op, unlike any seen, is predicted by the relationship.
+    let mut rng = Rng(99);
+    let op = conv(&mut rng, "Conv");
+    let p = report.models.predict_op("cpu:0", &op);
+    let truth = 3.0 + 0.002 * op.macs;
+    assert!((p - truth).abs() / truth < 0.05, "predicted {p}, truth {truth}");
+}
+
+#[test]
+fn accuracy_is_measured_on_held_out_data_only() {
+    // Times unrelated to the features: nothing can be learned, so held-out predictions must be poor,
+    // while the models, which remember their training ops, predict those far better. A figure computed
+    // on training rows would look good; the reported one must not.
+    let set = synthetic(5, 40, 0.0, &|_, rng| rng.log_uniform(10.0, 1000.0));
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let in_sample = tandem_cost::Accuracy::of(
+        set.ops.iter().filter(|s| s.context == Context::InModel).map(|s| (report.models.predict_op(&s.processor, &s.op), s.median_us)),
+    );
+    assert!(in_sample.within_10pct > 0.6, "in-sample {in_sample:?}");
+    assert!(report.overall.within_10pct < 0.25, "held-out accuracy of an unlearnable target looks good: {:?}", report.overall);
+    assert!(report.overall.mape > 50.0, "{:?}", report.overall);
+    assert!(report.leave_one_model_out_summary.ops.within_10pct < 0.25, "{:?}", report.leave_one_model_out_summary);
+    // The held-out predictions are exactly the in-context rows, each once.
+    let held: Vec<_> = report.held_out.iter().filter(|h| h.target == "in_model").collect();
+    assert_eq!(held.len(), set.ops.iter().filter(|s| s.context == Context::InModel).count());
+}
+
+#[test]
+fn rare_kinds_fall_back_and_say_so() {
+    let mut set = synthetic(4, 20, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    let mut rng = Rng(3);
+    // 3 grouped convolutions: a matrix-product kind with too few samples of its own.
+    for i in 0..3 {
+        let op = conv(&mut rng, "GroupConv");
+        let t = 3.0 + 0.002 * op.macs;
+        set.ops.push(sample(0, 100 + i, "cpu:0", Context::InModel, op, t));
+    }
+    // 2 pooling ops: a family too small for a model of its own, so the catch-all stands in.
+    for i in 0..2 {
+        let op = conv(&mut rng, "MaxPool");
+        set.ops.push(sample(1, 200 + i, "cpu:0", Context::InModel, op, 50.0));
+    }
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let kinds = &report.models.processor("cpu:0").unwrap().in_model.kinds;
+    assert_eq!(kinds["GroupConv"].fallback_of.as_deref(), Some("family:matmul"));
+    assert_eq!(kinds["MaxPool"].fallback_of.as_deref(), Some("all"));
+    assert_eq!(kinds["Conv"].fallback_of, None);
+    let row = report.kinds.iter().find(|k| k.op_kind == "GroupConv").unwrap();
+    assert_eq!(row.fallback_of.as_deref(), Some("family:matmul"));
+    let record = report.records().unwrap().into_iter().find(|r| r.op_kind == "GroupConv").unwrap();
+    assert_eq!(record.fallback_of.as_deref(), Some("family:matmul"));
+    // A kind never seen is predicted by its family's model.
+    let unseen = conv(&mut rng, "MatMul");
+    let p = report.models.predict_op("cpu:0", &unseen);
+    let truth = 3.0 + 0.002 * unseen.macs;
+    assert!((p - truth).abs() / truth < 0.1, "{p} vs {truth}");
+}
+
+#[test]
+fn stored_records_rebuild_the_same_predictions() {
+    let mut set = synthetic(4, 30, 0.05, &|op, _| 5.0 + 0.001 * op.macs + 0.0005 * op.bytes_out);
+    // Split parts, and transfers.
+    let whole: Vec<OpSample> = set.ops.iter().filter(|s| s.context == Context::Isolated).take(20).cloned().collect();
+    for s in whole {
+        for (start, end) in [(0.0, 0.5), (0.5, 1.0)] {
+            let part = PartSpec { axis: 1, start, end };
+            let f = s.op.part(1, start, end);
+            set.ops.push(OpSample { part: Some(part), median_us: 5.0 + 0.001 * f.macs + 0.0005 * f.bytes_out, ..s.clone() });
+        }
+    }
+    for bytes in [4096.0, 65536.0, 1048576.0] {
+        set.transfers.push(TransferSample { src: "cpu:0".into(), dst: "cpu:1".into(), bytes, median_us: 10.0 + bytes / 4000.0 });
+    }
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    assert!(report.slices.iter().any(|s| s.slice == "split_part" && s.accuracy.n == 40), "{:?}", report.slices);
+    let records = report.records().unwrap();
+    // Every stored number is finite, and the rows come back as the same models.
+    for r in &records {
+        assert!(r.mape.is_none_or(f64::is_finite) && r.within_10pct.is_none_or(f64::is_finite), "{r:?}");
+    }
+    let back = CostModels::from_records("dev", 1, &records).unwrap();
+    let mut rng = Rng(5);
+    for _ in 0..50 {
+        let op = conv(&mut rng, "Conv");
+        let a = report.models.predict_op("cpu:0", &op);
+        let b = back.predict_op("cpu:0", &op);
+        assert!((a - b).abs() <= 1e-9 * a, "{a} vs {b}");
+        let part = PartSpec { axis: 1, start: 0.0, end: 0.25 };
+        assert!((report.models.predict_split_part("cpu:0", &op, part) - back.predict_split_part("cpu:0", &op, part)).abs() < 1e-9 * a);
+        let ops = [op.clone(), op.clone()];
+        assert!((report.models.predict_stage("cpu:0", &ops) - back.predict_stage("cpu:0", &ops)).abs() < 1e-9 * a);
+    }
+    assert!((back.predict_transfer("cpu:0", "cpu:1", 1e6) - (10.0 + 250.0)).abs() < 1.0);
+    assert_eq!(back.predict_transfer("cpu:0", "cpu:0", 1e6), 0.0);
+    // A smaller part is predicted faster than the whole op, alone.
+    let op = conv(&mut rng, "Conv");
+    let quarter = back.predict_split_part("cpu:0", &op, PartSpec { axis: 1, start: 0.0, end: 0.25 });
+    assert!(quarter < back.predict_op_in("cpu:0", &op, Context::Isolated));
+    assert_eq!(back.predict_op("cpu:9", &op), f64::INFINITY, "an unknown processor never looks cheap");
+}
+
+#[test]
+fn a_context_without_measurements_borrows_the_other() {
+    let mut set = synthetic(3, 20, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    set.ops.retain(|s| s.context == Context::InModel);
+    let models = tandem_cost::fit("dev", &set, &FitOptions::default()).unwrap();
+    let op = conv(&mut Rng(11), "Conv");
+    let alone = models.predict_op_in("cpu:0", &op, Context::Isolated);
+    assert!((alone - models.predict_op("cpu:0", &op)).abs() < 1e-9 * alone && alone > 1.0, "{alone}");
+}
+
+#[test]
+fn bad_input_is_refused() {
+    assert!(matches!(fit_and_evaluate("dev", &TrainingSet::default(), &FitOptions::default()), Err(CostError::NoSamples)));
+    let mut set = synthetic(2, 5, 0.0, &|op, _| 1.0 + op.macs * 1e-3);
+    set.ops[3].median_us = f64::NAN;
+    assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
+}
