@@ -1,0 +1,20 @@
+//! tandem-plan: where each op of a model runs, and how long that is predicted to take.
+//!
+//! Two types carry the crate:
+//!
+//! - [`Problem`] is what the search sees: the op DAG reduced to numbers (per-op cost on each
+//!   processor, `None` where a processor cannot run the op; bytes on each edge; split options with
+//!   the cost of each part), the processors with the cores they own, and transfer and stage costs.
+//!   It holds no tract types, so the search is fast and can be tested on random DAGs and cost tables
+//!   against exhaustive enumeration. The caller fills it from a graph and fitted cost models.
+//! - [`Plan`] is what the search returns and the executor runs: stages (ops on one processor, or one
+//!   part of a split), the splits, dependencies and transfers, and the predicted timeline. It is plain
+//!   serde JSON, stored in the results database with the model, device and cost-model version it was
+//!   made for, so a plan can be refused when any of them changed.
+#![deny(missing_docs)]
+
+pub mod plan;
+pub mod problem;
+
+pub use plan::{ModelRef, Objective, Part, Plan, PlanError, Span, Split, Stage, Timeline, Transfer};
+pub use problem::{OpInput, OpNode, ProcessorSpec, Problem, SplitOption, StageCost, TransferCost};
