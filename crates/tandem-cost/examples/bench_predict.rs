@@ -11,22 +11,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use tandem_cost::synthetic::Rng;
 use tandem_cost::{fit, Context, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, TrainingSet, TransferSample};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next() * items.len() as f64) as usize % items.len()]
-    }
-}
 
 fn op(rng: &mut Rng) -> OpFeatures {
     let kind = rng.pick(&["Conv", "Conv", "EinSum", "EinSum", "EinSum", "DepthwiseConv", "Add", "Max", "Mul", "Reshape", "Softmax"]);
@@ -65,7 +51,7 @@ fn synthetic() -> TrainingSet {
             for (i, f) in ops.iter().enumerate() {
                 let t = 2.0 + f.macs / 4e4 + (f.bytes_in + f.bytes_out) / 8e3 + f.weight_bytes / 2e4;
                 for context in Context::ALL {
-                    let y = t * (0.9 + 0.2 * rng.next()) * if context == Context::Isolated { 1.1 } else { 1.0 };
+                    let y = t * (0.9 + 0.2 * rng.uniform()) * if context == Context::Isolated { 1.1 } else { 1.0 };
                     sum += if context == Context::InModel { y } else { 0.0 };
                     set.ops.push(OpSample { model: format!("m{m}"), op_id: i as i64, processor: p.into(), context, op: f.clone(), part: None, median_us: y });
                 }
@@ -80,7 +66,7 @@ fn synthetic() -> TrainingSet {
                             context: Context::Isolated,
                             op: f.clone(),
                             part: Some(PartSpec { axis: 1, start: a, end: b }),
-                            median_us: y * (0.9 + 0.2 * rng.next()),
+                            median_us: y * (0.9 + 0.2 * rng.uniform()),
                         });
                     }
                 }

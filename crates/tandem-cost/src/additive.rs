@@ -34,14 +34,28 @@ pub struct AdditiveModel {
 }
 
 impl AdditiveModel {
-    /// The predicted time, µs (at least [`FLOOR_US`]).
+    /// The predicted time, µs (at least [`FLOOR_US`]), of a model without a [`Term::Reference`].
     #[inline]
     pub fn predict(&self, f: &OpFeatures) -> f64 {
+        self.predict_with(f, 0.0)
+    }
+
+    /// The predicted time, µs, given the reference processor's prediction for the op (the value of
+    /// [`Term::Reference`]).
+    #[inline]
+    pub fn predict_with(&self, f: &OpFeatures, reference_us: f64) -> f64 {
         let mut t = 0.0;
         for c in &self.terms {
-            t += c.us * c.term.value(f);
+            let v = if c.term == Term::Reference { reference_us } else { c.term.value(f) };
+            t += c.us * v;
         }
         t.max(FLOOR_US)
+    }
+
+    /// Whether the model uses the reference processor's prediction.
+    #[inline]
+    pub fn uses_reference(&self) -> bool {
+        self.terms.iter().any(|c| c.term == Term::Reference)
     }
 
     /// Fits the model on `(term values, measured µs)` rows; `values[i]` holds the values of `terms`

@@ -87,6 +87,9 @@ pub struct KindAccuracy {
     pub base_from: String,
     /// Set when the kind had too few samples and falls back to a coarser model.
     pub fallback_of: Option<String>,
+    /// Whether the stored model predicts from the reference processor's prediction
+    /// ([`crate::Term::Reference`]), through its own base or its family's.
+    pub uses_reference: bool,
 }
 
 /// Held-out accuracy of one slice of the predictions (a context, a size class).
@@ -162,28 +165,10 @@ fn target_of(s: &crate::sample::OpSample) -> &'static str {
     }
 }
 
-/// A small, seeded, dependency-free shuffle (SplitMix64), so that folds are the same on every run.
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let mut v: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-    v
-}
-
 fn predict_row(p: &Prepared, fitted: &[ProcessorModels], row: usize) -> HeldOut {
     let r = &p.rows[row];
     let s = &p.set.ops[r.sample];
-    let pm = fitted.iter().find(|m| m.processor == s.processor).expect("every processor with rows is fitted");
+    let index = fitted.iter().position(|m| m.processor == s.processor).expect("every processor with rows is fitted");
     HeldOut {
         model: s.model.clone(),
         op_id: s.op_id,
@@ -191,14 +176,15 @@ fn predict_row(p: &Prepared, fitted: &[ProcessorModels], row: usize) -> HeldOut 
         kind: s.op.kind.clone(),
         target: target_of(s).to_string(),
         measured_us: s.median_us,
-        predicted_us: pm.context(s.context).predict(&r.features),
+        predicted_us: crate::models::predict_in(fitted, index, &r.features, s.context),
     }
 }
 
 /// Held-out predictions of every row, k-fold over ops.
 fn k_fold(p: &Prepared, opts: &FitOptions) -> Vec<HeldOut> {
     let folds = opts.folds.clamp(2, p.ops.max(2));
-    let order = shuffled(p.ops, opts.seed);
+    // Seeded, so that folds are the same on every run.
+    let order = crate::synthetic::Rng(opts.seed).shuffled(p.ops);
     let mut fold_of_op = vec![0; p.ops];
     for (pos, &op) in order.iter().enumerate() {
         fold_of_op[op] = pos % folds;
@@ -365,6 +351,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
             within_10pct: acc.within_10pct,
             base_from: stored.map(|m| m.base_from.clone()).unwrap_or_default(),
             fallback_of: stored.and_then(|m| m.fallback_of.clone()),
+            uses_reference: stored.is_some_and(|m| m.uses_reference()),
         });
     }
     let overall = one(&df, in_model.clone())?;

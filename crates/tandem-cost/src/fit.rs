@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::models::{CostModels, ProcessorModels};
+use crate::models::{reference_of, CostModels, ProcessorModels};
 use crate::opmodel::{fit_context, OpFitOptions, Row};
 use crate::sample::{Context, TrainingSet};
 use crate::stage::{StageModel, StagePoint};
@@ -21,11 +21,14 @@ pub struct FitOptions {
     pub folds: usize,
     /// Seed of the fold assignment.
     pub seed: u64,
+    /// Whether processors owning several cores may build on their first core's predictions
+    /// ([`crate::Term::Reference`]).
+    pub references: bool,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { ops: OpFitOptions::default(), folds: 5, seed: 0x7a5d_e3c0 }
+        FitOptions { ops: OpFitOptions::default(), folds: 5, seed: 0x7a5d_e3c0, references: true }
     }
 }
 
@@ -76,36 +79,55 @@ impl<'a> Prepared<'a> {
     }
 
     /// Fits every model on the rows and whole-model timings `keep` accepts (by row and by model).
+    ///
+    /// A processor with a reference ([`reference_of`]) is fitted after it, and its rows carry the
+    /// reference's predictions for the same ops (from the reference's models fitted on the same
+    /// rows: predictions for held-out data come from the same models, so the evaluation stays held
+    /// out; predictions made without each row's model were tried, and made every held-out figure
+    /// worse, since they turn the reference's error on the training rows into noise in the input of
+    /// the relationship being fitted).
     pub(crate) fn fit(&self, keep_row: &dyn Fn(usize) -> bool, keep_model: &dyn Fn(usize) -> bool, opts: &FitOptions) -> Vec<ProcessorModels> {
         let kind_of = |r: &Row| r.features.kind.clone();
-        self.processors
-            .iter()
-            .map(|p| {
-                let mut contexts: [Vec<&Row>; 2] = [vec![], vec![]];
-                for (i, r) in self.rows.iter().enumerate() {
-                    let s = &self.set.ops[r.sample];
-                    if &s.processor == p && keep_row(i) {
-                        contexts[s.context.index()].push(r);
-                    }
+        let ids: Vec<&str> = self.processors.iter().map(String::as_str).collect();
+        let reference: Vec<Option<String>> = ids.iter().map(|p| if opts.references { reference_of(p, &ids) } else { None }).collect();
+        // References first (a reference owns a single core, so it has no reference of its own).
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| reference[i].is_some());
+        let mut fitted: Vec<ProcessorModels> = vec![];
+        for i in order {
+            let p = &self.processors[i];
+            let reference_index = reference[i].as_ref().and_then(|r| fitted.iter().position(|q| &q.processor == r));
+            let mut contexts: [Vec<Row>; 2] = [vec![], vec![]];
+            for (j, r) in self.rows.iter().enumerate() {
+                let s = &self.set.ops[r.sample];
+                if &s.processor == p && keep_row(j) {
+                    let row = match reference_index {
+                        Some(ri) => r.with_reference(fitted[ri].context(s.context).predict(&r.features)),
+                        None => r.clone(),
+                    };
+                    contexts[s.context.index()].push(row);
                 }
-                let points: Vec<StagePoint> = self
-                    .stage_points
-                    .iter()
-                    .filter(|((m, q), _)| q == p && keep_model(*m))
-                    .map(|(_, point)| *point)
-                    .collect();
-                let [in_model, isolated] = &contexts;
-                let fitted = |rows: &[&Row]| fit_context(rows, &kind_of, &opts.ops);
-                // A context without measurements borrows the other's models rather than predicting
-                // nothing (a split part predicted free would mislead a planner).
-                let (in_model, isolated) = match (in_model.is_empty(), isolated.is_empty()) {
-                    (true, false) => (fitted(isolated), fitted(isolated)),
-                    (false, true) => (fitted(in_model), fitted(in_model)),
-                    _ => (fitted(in_model), fitted(isolated)),
-                };
-                ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points) }
-            })
-            .collect()
+            }
+            let points: Vec<StagePoint> =
+                self.stage_points.iter().filter(|((m, q), _)| q == p && keep_model(*m)).map(|(_, point)| *point).collect();
+            let has_reference = reference_index.is_some();
+            let fitted_context = |rows: &[Row]| {
+                let refs: Vec<&Row> = rows.iter().collect();
+                fit_context(&refs, &kind_of, &opts.ops, has_reference)
+            };
+            // A context without measurements borrows the other's models rather than predicting
+            // nothing (a split part predicted free would mislead a planner).
+            let [in_model, isolated] = &contexts;
+            let (in_model, isolated) = match (in_model.is_empty(), isolated.is_empty()) {
+                (true, false) => (fitted_context(isolated), fitted_context(isolated)),
+                (false, true) => (fitted_context(in_model), fitted_context(in_model)),
+                _ => (fitted_context(in_model), fitted_context(isolated)),
+            };
+            let reference = if has_reference { reference[i].clone() } else { None };
+            fitted.push(ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points), reference });
+        }
+        fitted.sort_by(|a, b| a.processor.cmp(&b.processor));
+        fitted
     }
 }
 

@@ -17,14 +17,21 @@
 //! # The models
 //!
 //! **Ops**, per (processor, context, kind): an [additive base](additive) `µs = Σ cost_t · term_t` over
-//! work terms (multiply-adds, bytes in and out, weight bytes, the packed operand of a matrix product,
-//! channels and rows of a depthwise convolution; [`Term`]), non-negative and fitted on `ln(predicted /
-//! measured)`, times a [neighbour correction](neighbours) learned from the kind's training ops that
-//! look nearly the same. Whether a kind gets a base of its own or shares its [`Family`]'s (all matrix
-//! products, say) is decided by leave-one-model-out error on the training data; a kind with fewer than
-//! 8 samples falls back to its family's model (or the processor's catch-all) and says so
-//! (`fallback_of`). In-context models predict what an op adds to a stage; isolated models predict an
-//! op, or a split part, run alone.
+//! work terms (multiply-adds, bytes in and out, weight bytes, the packed operand of a matrix product
+//! and, apart, that of a channel-poor first-layer convolution, channels and rows of a depthwise
+//! convolution; [`Term`]), non-negative and fitted on `ln(predicted / measured)`, times a [neighbour
+//! correction](neighbours) learned from the kind's training ops that look nearly the same. Whether a
+//! kind gets a base of its own or shares its [`Family`]'s (all matrix products, say) is decided by
+//! leave-one-model-out error on the training data; a kind with fewer than 8 samples falls back to its
+//! family's model (or the processor's catch-all) and says so (`fallback_of`). In-context models predict
+//! what an op adds to a stage; isolated models predict an op, or a split part, run alone.
+//!
+//! A processor owning several cores (`cpu:0-1`) has a *reference*, the processor owning its first core
+//! alone (`cpu:0`, [`reference_of`]): how much a multi-threaded run gains or loses depends on the op
+//! (large convolutions split well, small ops pay the threads' wake-up and lose), and the single-core
+//! prediction carries what the terms miss about the op. So its candidates also include
+//! `fixed + factor · reference's prediction` ([`Term::Reference`]), and leave-one-model-out error
+//! decides per kind (and per family) which to use.
 //!
 //! **Stages**, per processor: a stage's time from the sum of its ops' in-context times, `fixed +
 //! factor · sum (+ per_op · ops)`, the form chosen by leave-one-out error over whole-model timings
@@ -46,12 +53,14 @@ mod records;
 mod sample;
 mod solve;
 pub mod stage;
+#[doc(hidden)]
+pub mod synthetic;
 pub mod term;
 pub mod transfer;
 
 pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, SliceAccuracy};
 pub use fit::{fit, FitOptions};
-pub use models::{CostModels, ProcessorModels};
+pub use models::{reference_of, CostModels, ProcessorModels};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
 pub use records::{ModelRecord, ANY_PAIR, STAGE, TRANSFER};
 pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, TrainingSet, TransferSample};

@@ -18,6 +18,40 @@ pub struct ProcessorModels {
     pub isolated: ContextModels,
     /// Stage time from the sum of in-context op times.
     pub stage: StageModel,
+    /// The processor whose predictions this one's models may build on ([`crate::Term::Reference`]):
+    /// for a processor owning several cores, the one owning its first core alone (a multi-threaded
+    /// run costs the single-threaded time split across threads, plus their synchronisation).
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// An op's predicted time on processor `index` of `processors` in `context`, with the reference
+/// processor's prediction supplied where a model uses it. A reference has no reference of its own
+/// (see [`reference_of`]), so its models are asked directly: stored rows naming a chain or a cycle of
+/// references cannot make this recurse.
+pub(crate) fn predict_in(processors: &[ProcessorModels], index: usize, op: &OpFeatures, context: Context) -> f64 {
+    let p = &processors[index];
+    p.context(context).predict_with(op, &|f| match &p.reference {
+        Some(r) => match processors.iter().find(|q| &q.processor == r) {
+            Some(q) => q.context(context).predict(f),
+            None => f64::INFINITY,
+        },
+        None => 0.0,
+    })
+}
+
+/// The reference of processor `id` among `ids` (see [`ProcessorModels::reference`]): for an id naming
+/// several cores (`cpu:0-1`, `cpu:4-7`, `cpu:0,2`), the processor of the same kind named by its first
+/// core alone (`cpu:0`), if there is one; `None` otherwise. A reference owns a single core, so it has
+/// no reference of its own.
+pub fn reference_of(id: &str, ids: &[&str]) -> Option<String> {
+    let (kind, cores) = id.split_once(':')?;
+    let first = cores.split(['-', ',']).next()?;
+    if first == cores || first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let candidate = format!("{kind}:{first}");
+    ids.contains(&candidate.as_str()).then_some(candidate)
 }
 
 impl ProcessorModels {
@@ -69,8 +103,8 @@ impl CostModels {
     /// An op's predicted time in the given context, µs.
     #[inline]
     pub fn predict_op_in(&self, processor: &str, op: &OpFeatures, context: Context) -> f64 {
-        match self.processor(processor) {
-            Some(p) => p.context(context).predict(op),
+        match self.processors.iter().position(|p| p.processor == processor) {
+            Some(i) => predict_in(&self.processors, i, op, context),
             None => f64::INFINITY,
         }
     }
@@ -91,9 +125,9 @@ impl CostModels {
     /// The predicted time of a stage running `ops` on `processor`, µs: the stage model applied to the
     /// sum of the ops' predicted in-context times.
     pub fn predict_stage(&self, processor: &str, ops: &[OpFeatures]) -> f64 {
-        let Some(p) = self.processor(processor) else { return f64::INFINITY };
-        let sum: f64 = ops.iter().map(|o| p.in_model.predict(o)).sum();
-        p.stage.predict(sum, ops.len())
+        let Some(i) = self.processors.iter().position(|p| p.processor == processor) else { return f64::INFINITY };
+        let sum: f64 = ops.iter().map(|o| predict_in(&self.processors, i, o, Context::InModel)).sum();
+        self.processors[i].stage.predict(sum, ops.len())
     }
 
     /// The stage model alone, for a planner that keeps running sums: a stage of `ops` ops whose
@@ -121,5 +155,21 @@ impl CostModels {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_core_processor_refers_to_its_first_core() {
+        let ids = ["cpu:0", "cpu:1", "cpu:0-1", "cpu:4-7", "cpu:2,3", "cpu:2", "cuda:0"];
+        assert_eq!(reference_of("cpu:0-1", &ids).as_deref(), Some("cpu:0"));
+        assert_eq!(reference_of("cpu:2,3", &ids).as_deref(), Some("cpu:2"));
+        assert_eq!(reference_of("cpu:4-7", &ids), None, "cpu:4 was not profiled");
+        assert_eq!(reference_of("cpu:0", &ids), None, "a single core has no reference");
+        assert_eq!(reference_of("cuda:0", &ids), None);
+        assert_eq!(reference_of("gpu", &ids), None);
     }
 }

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::additive::AdditiveModel;
+use crate::additive::{AdditiveModel, FLOOR_US};
 use crate::neighbours::Neighbours;
 use crate::sample::{OpFeatures, OpSample};
-use crate::term::{coords, Family, Term, ALL_KINDS, ALL_KINDS_TERMS, COORDS};
+use crate::term::{coords, Family, Term, ALL_KINDS, ALL_KINDS_TERMS, COORDS, REFERENCE_TERMS};
 
 /// The latency model of one op kind in one context on one processor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,16 +39,31 @@ pub struct Tried {
 }
 
 impl OpModel {
-    /// The predicted time, µs.
+    /// The predicted time, µs, of a model that does not use another processor's prediction
+    /// ([`Term::Reference`]); see [`OpModel::predict_with`].
     #[inline]
     pub fn predict(&self, f: &OpFeatures) -> f64 {
         self.predict_at(f, &coords(f))
     }
 
-    /// The predicted time for an op whose coordinates are already computed.
+    /// The predicted time for an op whose coordinates are already computed (without a reference
+    /// processor's prediction: see [`OpModel::predict_with`]).
     #[inline]
     pub fn predict_at(&self, f: &OpFeatures, c: &[f64; COORDS]) -> f64 {
-        self.base.predict(f) * self.neighbours.correction(c).exp()
+        self.predict_with(f, c, 0.0)
+    }
+
+    /// The predicted time for an op whose coordinates are already computed, given the reference
+    /// processor's prediction for it (ignored unless the base uses [`Term::Reference`]).
+    #[inline]
+    pub fn predict_with(&self, f: &OpFeatures, c: &[f64; COORDS], reference_us: f64) -> f64 {
+        self.base.predict_with(f, reference_us) * self.neighbours.correction(c).exp()
+    }
+
+    /// Whether the base needs the reference processor's prediction.
+    #[inline]
+    pub fn uses_reference(&self) -> bool {
+        self.base.uses_reference()
     }
 
     /// Whether every number is finite.
@@ -79,15 +94,27 @@ pub struct FamilyModel {
 
 impl ContextModels {
     /// The predicted time of an op, µs: its kind's model, else its family's, else the catch-all.
+    /// `reference` gives the reference processor's prediction for the op; it is called only when the
+    /// model uses it ([`Term::Reference`]).
+    #[inline]
+    pub fn predict_with(&self, f: &OpFeatures, reference: &dyn Fn(&OpFeatures) -> f64) -> f64 {
+        if let Some(m) = self.kinds.get(f.kind.as_str()) {
+            let r = if m.uses_reference() { reference(f) } else { 0.0 };
+            return m.predict_with(f, &coords(f), r);
+        }
+        let base = match self.families.get(&Family::of(&f.kind)) {
+            Some(fm) => &fm.base,
+            None => &self.all.base,
+        };
+        let r = if base.uses_reference() { reference(f) } else { 0.0 };
+        base.predict_with(f, r)
+    }
+
+    /// The predicted time of an op, µs, for models that use no reference processor (with one, see
+    /// [`crate::CostModels::predict_op_in`]).
     #[inline]
     pub fn predict(&self, f: &OpFeatures) -> f64 {
-        if let Some(m) = self.kinds.get(f.kind.as_str()) {
-            return m.predict(f);
-        }
-        match self.families.get(&Family::of(&f.kind)) {
-            Some(fm) => fm.base.predict(f),
-            None => self.all.base.predict(f),
-        }
+        self.predict_with(f, &|_| 0.0)
     }
 
     /// Whether every number is finite.
@@ -111,7 +138,12 @@ pub struct OpFitOptions {
 
 impl Default for OpFitOptions {
     fn default() -> Self {
-        OpFitOptions { kind_min_samples: 8, family_min_samples: 4, bandwidth: crate::neighbours::BANDWIDTH, shrink: crate::neighbours::SHRINK }
+        OpFitOptions {
+            kind_min_samples: 8,
+            family_min_samples: 4,
+            bandwidth: crate::neighbours::BANDWIDTH,
+            shrink: crate::neighbours::SHRINK,
+        }
     }
 }
 
@@ -130,10 +162,22 @@ pub(crate) struct Row {
     pub model: usize,
 }
 
-const TERMS: usize = 9;
-const ALL_TERMS: [Term; TERMS] =
-    [Term::One, Term::Macs, Term::Flops, Term::BytesIn, Term::BytesOut, Term::WeightBytes, Term::PackedBytes, Term::Channels, Term::Rows];
+const TERMS: usize = 11;
+const ALL_TERMS: [Term; TERMS] = [
+    Term::One,
+    Term::Macs,
+    Term::Flops,
+    Term::BytesIn,
+    Term::BytesOut,
+    Term::WeightBytes,
+    Term::PackedBytes,
+    Term::Channels,
+    Term::Rows,
+    Term::ThinPacked,
+    Term::Reference,
+];
 
+#[inline]
 fn term_index(t: Term) -> usize {
     ALL_TERMS.iter().position(|&x| x == t).unwrap_or(0)
 }
@@ -147,6 +191,19 @@ impl Row {
         }
         Row { sample, coords: coords(&features), features, values, y: s.median_us, model }
     }
+
+    /// The same row with the reference processor's prediction for it ([`Term::Reference`]).
+    pub(crate) fn with_reference(&self, us: f64) -> Row {
+        let mut r = self.clone();
+        r.values[term_index(Term::Reference)] = us;
+        r
+    }
+}
+
+/// A model's prediction for a training row (from the row's term values, reference included).
+#[inline]
+fn predict_row(model: &AdditiveModel, r: &Row) -> f64 {
+    model.terms.iter().map(|c| c.us * r.values[term_index(c.term)]).sum::<f64>().max(FLOOR_US)
 }
 
 /// Fits an additive model with `terms` on `rows`.
@@ -158,12 +215,55 @@ fn fit_base(rows: &[&Row], terms: &[Term]) -> AdditiveModel {
     AdditiveModel::fit(terms, &slices, &y)
 }
 
-fn mean_abs_log_error(model: &AdditiveModel, rows: &[&Row]) -> f64 {
-    rows.iter().map(|r| (model.predict(&r.features) / r.y).ln().abs()).sum::<f64>()
+/// Sum of `|ln(predicted / measured)|` over `rows`.
+fn abs_log_error(model: &AdditiveModel, rows: &[&Row]) -> f64 {
+    rows.iter().map(|r| (predict_row(model, r) / r.y).ln().abs()).sum::<f64>()
 }
 
-/// Fits every op model of one processor in one context from its rows.
-pub(crate) fn fit_context(rows: &[&Row], kinds_of: &dyn Fn(&Row) -> String, opts: &OpFitOptions) -> ContextModels {
+/// One way of building a base model, compared with the others on models left out.
+#[derive(Clone, Copy)]
+enum Candidate {
+    /// The family's terms fitted on the kind's own rows.
+    Own,
+    /// The family's shared model, as is.
+    Family,
+    /// `fixed + factor · reference processor's prediction`, fitted on the kind's rows.
+    Reference,
+}
+
+impl Candidate {
+    fn label(self, family: Family) -> String {
+        match self {
+            Candidate::Own => "own".into(),
+            Candidate::Family => family.label().into(),
+            Candidate::Reference => "reference".into(),
+        }
+    }
+}
+
+/// A family's (or the catch-all's) model: its own terms or, on a processor with a reference, a model
+/// over the reference's prediction, whichever predicts left-out models better.
+fn fit_pooled(rows: &[&Row], terms: &'static [Term], has_reference: bool) -> (AdditiveModel, &'static [Term]) {
+    if !has_reference {
+        return (fit_base(rows, terms), terms);
+    }
+    let models: BTreeSet<usize> = rows.iter().map(|r| r.model).collect();
+    if models.len() < 3 {
+        return (fit_base(rows, terms), terms);
+    }
+    let (mut e_own, mut e_ref) = (0.0, 0.0);
+    for &m in &models {
+        let (test, train): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.model == m);
+        e_own += abs_log_error(&fit_base(&train, terms), &test);
+        e_ref += abs_log_error(&fit_base(&train, REFERENCE_TERMS), &test);
+    }
+    let chosen = if e_ref < e_own { REFERENCE_TERMS } else { terms };
+    (fit_base(rows, chosen), chosen)
+}
+
+/// Fits every op model of one processor in one context from its rows. `has_reference`: the rows
+/// carry the reference processor's predictions, and models over them are candidates.
+pub(crate) fn fit_context(rows: &[&Row], kinds_of: &dyn Fn(&Row) -> String, opts: &OpFitOptions, has_reference: bool) -> ContextModels {
     let mut by_kind: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
     for &r in rows {
         by_kind.entry(kinds_of(r)).or_default().push(r);
@@ -172,55 +272,65 @@ pub(crate) fn fit_context(rows: &[&Row], kinds_of: &dyn Fn(&Row) -> String, opts
     for (k, v) in &by_kind {
         by_family.entry(Family::of(k)).or_default().extend(v.iter().copied());
     }
-    let all = FamilyModel { base: fit_base(rows, ALL_KINDS_TERMS), samples: rows.len() };
-    let families: BTreeMap<Family, FamilyModel> = by_family
-        .iter()
-        .filter(|(_, v)| v.len() >= opts.family_min_samples)
-        .map(|(&f, v)| (f, FamilyModel { base: fit_base(v, f.terms()), samples: v.len() }))
-        .collect();
+    let all = FamilyModel { base: fit_pooled(rows, ALL_KINDS_TERMS, has_reference).0, samples: rows.len() };
+    let mut family_terms: BTreeMap<Family, &'static [Term]> = BTreeMap::new();
+    let mut families: BTreeMap<Family, FamilyModel> = BTreeMap::new();
+    for (&f, v) in by_family.iter().filter(|(_, v)| v.len() >= opts.family_min_samples) {
+        let (base, terms) = fit_pooled(v, f.terms(), has_reference);
+        family_terms.insert(f, terms);
+        families.insert(f, FamilyModel { base, samples: v.len() });
+    }
 
+    let mut candidates = vec![Candidate::Own, Candidate::Family];
+    if has_reference {
+        candidates.push(Candidate::Reference);
+    }
     let mut kinds = HashMap::new();
     for (kind, mine) in &by_kind {
         let family = Family::of(kind);
         let family_rows = &by_family[&family];
+        // A candidate's base, fitted on `own_rows` of the kind (the family's model is passed in when
+        // it is already fitted on the right rows, else fitted on `pooled_rows`).
+        let build = |c: Candidate, own_rows: &[&Row], pooled_rows: &[&Row], family_model: Option<&AdditiveModel>| match c {
+            Candidate::Own => fit_base(own_rows, family.terms()),
+            Candidate::Family => match family_model {
+                Some(m) => m.clone(),
+                None => fit_base(pooled_rows, family_terms.get(&family).copied().unwrap_or(family.terms())),
+            },
+            Candidate::Reference => fit_base(own_rows, REFERENCE_TERMS),
+        };
         let (base, base_from, fallback_of, tried) = if mine.len() >= opts.kind_min_samples {
-            let own = fit_base(mine, family.terms());
             let shared = families.get(&family).filter(|_| family_rows.len() > mine.len());
-            match shared {
-                Some(fm) => {
-                    // Own model or the family's? Whichever predicts this kind better on models left out.
-                    let models: BTreeSet<usize> = mine.iter().map(|r| r.model).collect();
-                    if models.len() >= 3 {
-                        let (mut e_own, mut e_family, mut n) = (0.0, 0.0, 0usize);
-                        for &m in &models {
-                            let (test, train): (Vec<&Row>, Vec<&Row>) = mine.iter().partition(|r| r.model == m);
-                            let family_train: Vec<&Row> = family_rows.iter().copied().filter(|r| r.model != m).collect();
-                            e_own += mean_abs_log_error(&fit_base(&train, family.terms()), &test);
-                            e_family += mean_abs_log_error(&fit_base(&family_train, family.terms()), &test);
-                            n += test.len();
-                        }
-                        let tried = vec![
-                            Tried { base: "own".into(), error: e_own / n as f64 },
-                            Tried { base: family.label().into(), error: e_family / n as f64 },
-                        ];
-                        if e_own <= e_family {
-                            (own, "own".to_string(), None, tried)
-                        } else {
-                            (fm.base.clone(), family.label().to_string(), None, tried)
-                        }
-                    } else {
-                        (own, "own".to_string(), None, vec![])
+            let models: BTreeSet<usize> = mine.iter().map(|r| r.model).collect();
+            let usable: Vec<Candidate> = candidates.iter().copied().filter(|c| shared.is_some() || !matches!(c, Candidate::Family)).collect();
+            if models.len() >= 3 && usable.len() > 1 {
+                // Which base predicts this kind best on models left out (within the training data)?
+                let mut errors = vec![0.0; usable.len()];
+                let mut n = 0usize;
+                for &m in &models {
+                    let (test, train): (Vec<&Row>, Vec<&Row>) = mine.iter().partition(|r| r.model == m);
+                    let family_train: Vec<&Row> = family_rows.iter().copied().filter(|r| r.model != m).collect();
+                    for (e, &c) in errors.iter_mut().zip(&usable) {
+                        *e += abs_log_error(&build(c, &train, &family_train, None), &test);
                     }
+                    n += test.len();
                 }
-                None => (own, "own".to_string(), None, vec![]),
+                let tried: Vec<Tried> = usable.iter().zip(&errors).map(|(c, e)| Tried { base: c.label(family), error: e / n as f64 }).collect();
+                // The first candidate wins ties: the kind's own model, then the family's.
+                let best = (0..usable.len()).fold(0, |b, i| if errors[i] < errors[b] { i } else { b });
+                let c = usable[best];
+                (build(c, mine, family_rows, shared.map(|f| &f.base)), c.label(family), None, tried)
+            } else {
+                (fit_base(mine, family.terms()), "own".to_string(), None, vec![])
             }
         } else {
-            match families.get(&family) {
-                Some(fm) => (fm.base.clone(), family.label().to_string(), Some(family.label().to_string()), vec![]),
-                None => (all.base.clone(), ALL_KINDS.to_string(), Some(ALL_KINDS.to_string()), vec![]),
-            }
+            let (coarse, label) = match families.get(&family) {
+                Some(fm) => (&fm.base, family.label().to_string()),
+                None => (&all.base, ALL_KINDS.to_string()),
+            };
+            (coarse.clone(), label.clone(), Some(label), vec![])
         };
-        let residuals: Vec<([f64; COORDS], f64)> = mine.iter().map(|r| (r.coords, (r.y / base.predict(&r.features)).ln())).collect();
+        let residuals: Vec<([f64; COORDS], f64)> = mine.iter().map(|r| (r.coords, (r.y / predict_row(&base, r)).ln())).collect();
         let neighbours = Neighbours::new(residuals, opts.bandwidth, opts.shrink);
         kinds.insert(kind.clone(), OpModel { base, base_from, fallback_of, neighbours, samples: mine.len(), tried });
     }

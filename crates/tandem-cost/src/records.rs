@@ -4,7 +4,8 @@
 //! (`{"in_model": {...}, "isolated": {...}}`), self-contained so that a planner can rebuild
 //! [`CostModels`] from the rows alone. Besides the kinds there are `family:<name>` rows (the family
 //! models that rare and unseen kinds fall back to), an `all` row per processor (the last resort), a
-//! `stage` row per processor, and `transfer` rows whose processor is `src->dst` (or `*` for the model
+//! `stage` row per processor (the `all` row also names the processor's reference, `"reference":
+//! "cpu:0"`, when its models build on another processor's predictions), and `transfer` rows whose processor is `src->dst` (or `*` for the model
 //! pooled over all pairs).
 
 use std::collections::BTreeMap;
@@ -89,7 +90,11 @@ impl FitReport {
                 }
                 out.push(self.coarse_record(p, family.label(), im, iso, |k| Family::of(k) == family));
             }
-            out.push(self.coarse_record(p, ALL_KINDS, Some(&p.in_model.all), Some(&p.isolated.all), |_| true));
+            let mut all = self.coarse_record(p, ALL_KINDS, Some(&p.in_model.all), Some(&p.isolated.all), |_| true);
+            if let (Some(r), Value::Object(o)) = (&p.reference, &mut all.params) {
+                o.insert("reference".into(), Value::String(r.clone()));
+            }
+            out.push(all);
             let lomo: Vec<f64> = self.leave_one_model_out.iter().filter(|l| l.processor == p.processor).map(|l| l.error.abs()).collect();
             out.push(ModelRecord {
                 processor: p.processor.clone(),
@@ -173,12 +178,16 @@ impl CostModels {
                 in_model: ContextModels::default(),
                 isolated: ContextModels::default(),
                 stage: StageModel::default(),
+                reference: None,
             });
             if r.op_kind == STAGE {
                 p.stage = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
                 continue;
             }
             let field = |name: &str| r.params.get(name).cloned().filter(|v| !v.is_null());
+            if r.op_kind == ALL_KINDS {
+                p.reference = r.params.get("reference").and_then(Value::as_str).map(String::from);
+            }
             let family = Family::ALL.into_iter().find(|f| f.label() == r.op_kind);
             for (name, ctx) in [("in_model", &mut p.in_model), ("isolated", &mut p.isolated)] {
                 let Some(v) = field(name) else { continue };

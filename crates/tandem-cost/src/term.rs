@@ -29,7 +29,20 @@ pub enum Term {
     Channels,
     /// Output rows (`out_channels · out_h`): per-row setup of a convolution's inner loop.
     Rows,
+    /// The packed operand of a channel-poor convolution (at most [`THIN_CHANNELS`] input channels per
+    /// group, as in a network's first layer over an RGB image): its im2col gathers rows of a few
+    /// values, far slower per byte than the wide rows of later layers. 0 for every other op.
+    ThinPacked,
+    /// The in-context time another processor's model predicts for the same op (the processor's
+    /// reference: the single core of a multi-core processor, see [`crate::CostModels`]): a
+    /// multi-threaded run costs the single-threaded time split, plus its synchronisation. Its value
+    /// is not a feature of the op, so [`Term::value`] gives 0 and the models supply it.
+    Reference,
 }
+
+/// A convolution with at most this many input channels per group packs its input through the slow,
+/// thin im2col path ([`Term::ThinPacked`]).
+pub const THIN_CHANNELS: u32 = 4;
 
 impl Term {
     /// The term's value for an op.
@@ -52,6 +65,16 @@ impl Term {
             }
             Term::Channels => f.kernel.out_channels as f64,
             Term::Rows => f.kernel.out_channels as f64 * f.kernel.out_h as f64,
+            Term::ThinPacked => {
+                let k = &f.kernel;
+                let group = k.group.max(1);
+                if k.out_channels > 0 && k.in_channels > 0 && k.in_channels / group <= THIN_CHANNELS && k.kernel_h > 0 {
+                    Term::PackedBytes.value(f)
+                } else {
+                    0.0
+                }
+            }
+            Term::Reference => 0.0,
         }
     }
 }
@@ -108,7 +131,7 @@ impl Family {
     pub fn terms(self) -> &'static [Term] {
         use Term::*;
         match self {
-            Family::Matmul => &[One, Macs, PackedBytes, BytesOut, WeightBytes],
+            Family::Matmul => &[One, Macs, PackedBytes, BytesOut, WeightBytes, ThinPacked],
             Family::Depthwise => &[One, Macs, BytesIn, BytesOut, Channels, Rows],
             Family::Pool | Family::Reduce => &[One, Flops, BytesIn, BytesOut],
             Family::Layout => &[One, BytesIn, BytesOut],
@@ -119,6 +142,9 @@ impl Family {
 
 /// The terms of a processor's catch-all model (every kind together).
 pub const ALL_KINDS_TERMS: &[Term] = &[Term::One, Term::Macs, Term::Flops, Term::BytesIn, Term::BytesOut, Term::WeightBytes];
+
+/// The terms of a model over the reference processor's prediction ([`Term::Reference`]).
+pub const REFERENCE_TERMS: &[Term] = &[Term::One, Term::Reference];
 
 /// The label of a processor's catch-all model in `cost_models.op_kind`.
 pub const ALL_KINDS: &str = "all";
@@ -173,5 +199,17 @@ mod tests {
         assert_eq!(Term::PackedBytes.value(&f), 400.0);
         let g = OpFeatures::new("EinSum", 1000, 2000, 64, 10, 10);
         assert_eq!(Term::PackedBytes.value(&g), 64.0);
+    }
+
+    #[test]
+    fn thin_packed_is_the_packed_operand_of_channel_poor_convolutions_only() {
+        let mut stem = OpFeatures::new("Conv", 27_000, 54_000, 10, 10, 10);
+        stem.kernel = crate::KernelParams { kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2, group: 1, in_channels: 3, out_channels: 10, out_h: 10, out_w: 10 };
+        assert_eq!(Term::ThinPacked.value(&stem), Term::PackedBytes.value(&stem));
+        let mut wide = stem.clone();
+        wide.kernel.in_channels = 64;
+        assert_eq!(Term::ThinPacked.value(&wide), 0.0);
+        assert_eq!(Term::ThinPacked.value(&OpFeatures::new("EinSum", 1000, 2000, 64, 10, 10)), 0.0);
+        assert_eq!(Term::Reference.value(&stem), 0.0, "supplied by the models, not the op");
     }
 }

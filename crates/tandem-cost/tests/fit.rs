@@ -5,24 +5,8 @@ use tandem_cost::{
     fit_and_evaluate, Context, CostError, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, Term, TrainingSet,
     TransferSample,
 };
-
-/// A deterministic pseudo-random stream (SplitMix64), so the tests need no dependency and never flake.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Log-uniform in [lo, hi).
-    fn log_uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        (lo.ln() + self.next() * (hi.ln() - lo.ln())).exp()
-    }
-}
+// Deterministic (SplitMix64), so the tests need no dependency and never flake.
+use tandem_cost::synthetic::Rng;
 
 fn conv(rng: &mut Rng, kind: &str) -> OpFeatures {
     let macs = rng.log_uniform(1e4, 1e8).round() as u64;
@@ -32,9 +16,9 @@ fn conv(rng: &mut Rng, kind: &str) -> OpFeatures {
     f.kernel.stride_h = 1;
     f.kernel.stride_w = 1;
     f.kernel.group = 1;
-    f.kernel.in_channels = 16 + (rng.next() * 200.0) as u32;
-    f.kernel.out_channels = 16 + (rng.next() * 200.0) as u32;
-    f.kernel.out_h = 7 + (rng.next() * 50.0) as u32;
+    f.kernel.in_channels = 16 + (rng.uniform() * 200.0) as u32;
+    f.kernel.out_channels = 16 + (rng.uniform() * 200.0) as u32;
+    f.kernel.out_h = 7 + (rng.uniform() * 50.0) as u32;
     f.kernel.out_w = f.kernel.out_h;
     f
 }
@@ -54,7 +38,7 @@ fn synthetic(models: usize, ops: usize, noise: f64, latency: &dyn Fn(&OpFeatures
             let op = conv(&mut rng, "Conv");
             let t = latency(&op, &mut rng);
             for context in Context::ALL {
-                let y = t * (1.0 + noise * (2.0 * rng.next() - 1.0));
+                let y = t * (1.0 + noise * (2.0 * rng.uniform() - 1.0));
                 if context == Context::InModel {
                     sum += y;
                 }
@@ -195,6 +179,41 @@ fn a_context_without_measurements_borrows_the_other() {
     let op = conv(&mut Rng(11), "Conv");
     let alone = models.predict_op_in("cpu:0", &op, Context::Isolated);
     assert!((alone - models.predict_op("cpu:0", &op)).abs() < 1e-9 * alone && alone > 1.0, "{alone}");
+}
+
+#[test]
+fn a_multi_core_processor_builds_on_its_single_core() {
+    // cpu:0 has a quirk its terms cannot express (a factor set by the output channels); cpu:0-1 runs
+    // every op as a fixed synchronisation plus half the single-core time. Its models should learn that
+    // relationship over cpu:0's predictions rather than refit the quirk from its own terms.
+    let quirk = |op: &OpFeatures| 1.0 + 0.6 * (op.kernel.out_channels as f64).sin();
+    let mut set = synthetic(6, 30, 0.0, &|op, _| (3.0 + 0.002 * op.macs) * quirk(op));
+    let single: Vec<OpSample> = set.ops.clone();
+    for s in single {
+        set.ops.push(OpSample { processor: "cpu:0-1".into(), median_us: 25.0 + 0.5 * s.median_us, ..s });
+    }
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let multi = report.models.processor("cpu:0-1").unwrap();
+    assert_eq!(multi.reference.as_deref(), Some("cpu:0"));
+    assert_eq!(report.models.processor("cpu:0").unwrap().reference, None);
+    let conv_model = &multi.in_model.kinds["Conv"];
+    assert_eq!(conv_model.base_from, "reference", "{conv_model:?}");
+    // A new op: cpu:0-1's prediction follows cpu:0's through the learned relationship.
+    let op = conv(&mut Rng(123), "Conv");
+    let (one, many) = (report.models.predict_op("cpu:0", &op), report.models.predict_op("cpu:0-1", &op));
+    assert!(((25.0 + 0.5 * one) - many).abs() < 0.05 * many, "cpu:0 {one}, cpu:0-1 {many}");
+    // Held out, the relationship holds as well as cpu:0's own predictions do.
+    let on = |p: &str| report.held_out.iter().filter(|h| h.processor == p && h.target == "in_model").count();
+    assert_eq!(on("cpu:0"), on("cpu:0-1"));
+    // Stored and read back, the reference is still named and used.
+    let back = CostModels::from_records("dev", 1, &report.records().unwrap()).unwrap();
+    assert_eq!(back.processor("cpu:0-1").unwrap().reference.as_deref(), Some("cpu:0"));
+    assert!((back.predict_op("cpu:0-1", &op) - many).abs() <= 1e-9 * many);
+    let ops = [op.clone(), op.clone()];
+    assert!((back.predict_stage("cpu:0-1", &ops) - report.models.predict_stage("cpu:0-1", &ops)).abs() <= 1e-9 * many);
+    // Without references, cpu:0-1 fits its own terms and never names one.
+    let plain = tandem_cost::fit("dev", &set, &FitOptions { references: false, ..FitOptions::default() }).unwrap();
+    assert_eq!(plain.processor("cpu:0-1").unwrap().reference, None);
 }
 
 #[test]

@@ -20,12 +20,12 @@ use crate::table::Table;
 ///
 /// ```text
 /// { "version", "device_id",
-///   "models": [{processor, op_kind, samples, held_out, mape, within_10pct, base_from, fallback_of}],
+///   "models": [{processor, op_kind, samples, held_out, mape, within_10pct, base_from, fallback_of, uses_reference}],
 ///   "overall": {n, mape, within_10pct},
 ///   "slices": [{slice, n, mape, within_10pct}],   // in_model, isolated, split_part, in_model above 50 µs (all, per processor)
 ///   "leave_one_model_out": [{model, processor, predicted_ms, measured_ms, error}],
 ///   "leave_one_model_out_summary": {pairs, within_10pct, mape, ops {..}, ops_above_50us {..}},
-///   "stages": [{processor, form, fixed_us, factor, per_op_us, samples}],
+///   "stages": [{processor, form, fixed_us, factor, per_op_us, samples, reference}],
 ///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],
 ///   "training": {models, op_samples, model_samples, transfer_samples, skipped},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
@@ -82,6 +82,9 @@ pub struct StageJson {
     pub per_op_us: f64,
     /// Whole-model timings it was fitted on.
     pub samples: usize,
+    /// The processor whose predictions this one's op models may build on (the first core of a
+    /// multi-core processor), if any; the kinds that do say so in `models[].uses_reference`.
+    pub reference: Option<String>,
 }
 
 /// One transfer model.
@@ -172,6 +175,7 @@ pub fn run(args: &FitArgs, db: &Path, json: bool) -> Result<()> {
                 factor: p.stage.factor,
                 per_op_us: p.stage.per_op_us,
                 samples: p.stage.samples,
+                reference: p.reference.clone(),
             })
             .collect(),
         transfers: report
@@ -342,6 +346,17 @@ fn print_tables(out: &FitJson) -> Result<()> {
             pct(l.ops.within_10pct),
             pct(l.ops_above_50us.within_10pct)
         ));
+    }
+    for st in &out.stages {
+        if let Some(r) = &st.reference {
+            let kinds: Vec<&KindAccuracy> = out.models.iter().filter(|k| k.processor == st.processor).collect();
+            let built = kinds.iter().filter(|k| k.uses_reference).count();
+            s.push_str(&format!(
+                "{}: {built} of {} op kinds predicted as fixed + factor × {r}'s prediction (chosen over its own terms on models left out)\n",
+                st.processor,
+                kinds.len()
+            ));
+        }
     }
     s.push_str("\nstage models (stage µs from the sum of its ops' in-context µs):\n");
     for st in &out.stages {

@@ -41,6 +41,18 @@ fn fit_on_profiled_zoo_models_reports_held_out_accuracy_and_stores_a_version() {
     let lomo = v["leave_one_model_out"].as_array().unwrap();
     let processors = v["stages"].as_array().unwrap().len();
     assert_eq!(lomo.len(), 3 * processors, "every model on every processor: {lomo:?}");
+    // A processor owning several cores builds on its first core's predictions where that is profiled
+    // (cpu:0-1 on cpu:0), and says which of its kinds use them.
+    let stage_ids: Vec<&str> = v["stages"].as_array().unwrap().iter().map(|s| s["processor"].as_str().unwrap()).collect();
+    for st in v["stages"].as_array().unwrap() {
+        let expected = match st["processor"].as_str().unwrap() {
+            "cpu:0-1" if stage_ids.contains(&"cpu:0") => serde_json::json!("cpu:0"),
+            _ => serde_json::Value::Null,
+        };
+        assert_eq!(st["reference"], expected, "{st}");
+    }
+    assert!(models.iter().all(|m| m["uses_reference"].is_boolean()), "{models:?}");
+    assert!(models.iter().filter(|m| m["uses_reference"] == true).all(|m| m["processor"] == "cpu:0-1"), "{models:?}");
     for l in lomo {
         for field in ["model", "processor", "predicted_ms", "measured_ms", "error"] {
             assert!(l.get(field).is_some(), "no {field} in {l}");
