@@ -182,6 +182,10 @@ pub enum PlanError {
     /// Inconsistent structure (an op missing or run twice, a dependency on a later stage...).
     #[error("invalid plan: {0}")]
     Invalid(String),
+    /// No plan can be made: an op no processor can run, a memory limit nothing fits in, a problem too
+    /// large to enumerate.
+    #[error("no plan: {0}")]
+    NoPlan(String),
 }
 
 impl Plan {

@@ -34,29 +34,39 @@ pub struct TransferCost {
 impl TransferCost {
     /// Predicted µs for `bytes`.
     pub fn us(&self, bytes: u64) -> f64 {
-        self.fixed_us + self.per_byte_us * bytes as f64
+        self.bytes_us(bytes as f64)
+    }
+
+    /// Predicted µs for a share of a tensor (`bytes` need not be whole).
+    #[inline]
+    pub fn bytes_us(&self, bytes: f64) -> f64 {
+        self.fixed_us + self.per_byte_us * bytes
     }
 }
 
-/// How a stage's time relates to its ops' times on one processor: `fixed_us + factor * sum`.
+/// How a stage's time relates to its ops' times on one processor:
+/// `fixed_us + factor * sum + per_op_us * ops`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StageCost {
     /// Paid once per stage (dispatch, waking the worker).
     pub fixed_us: f64,
     /// Scales the sum of the ops' in-context times.
     pub factor: f64,
+    /// Paid per op of the stage, beyond the op's own time.
+    #[serde(default)]
+    pub per_op_us: f64,
 }
 
 impl StageCost {
-    /// Predicted µs of a stage whose ops sum to `ops_us`.
-    pub fn us(&self, ops_us: f64) -> f64 {
-        self.fixed_us + self.factor * ops_us
+    /// Predicted µs of a stage of `ops` ops whose in-context times sum to `ops_us`.
+    pub fn us(&self, ops_us: f64, ops: usize) -> f64 {
+        self.fixed_us + self.factor * ops_us + self.per_op_us * ops as f64
     }
 }
 
 impl Default for StageCost {
     fn default() -> Self {
-        StageCost { fixed_us: 0.0, factor: 1.0 }
+        StageCost { fixed_us: 0.0, factor: 1.0, per_op_us: 0.0 }
     }
 }
 
@@ -124,4 +134,89 @@ pub struct Problem {
     pub transfer: Vec<Vec<TransferCost>>,
     /// Per processor.
     pub stage: Vec<StageCost>,
+}
+
+impl SplitOption {
+    /// µs for processor `p` to compute a part covering `share` of the axis (`None` where it cannot):
+    /// the tabulated figure when `share` is one of [`SplitOption::fractions`], otherwise interpolated
+    /// linearly between the two nearest ones.
+    pub fn part_cost(&self, p: usize, share: f64) -> Option<f64> {
+        let row = self.part_us.get(p)?;
+        let f = &self.fractions;
+        if let Some(k) = f.iter().position(|x| (x - share).abs() < 1e-9) {
+            return row.get(k).copied().flatten();
+        }
+        // The two tabulated fractions around `share` (or the two nearest at either end).
+        let hi = f.iter().position(|&x| x > share).unwrap_or(f.len().saturating_sub(1)).max(1).min(f.len().saturating_sub(1));
+        let lo = hi.checked_sub(1)?;
+        let (a, b) = (row.get(lo).copied().flatten()?, row.get(hi).copied().flatten()?);
+        let t = (share - f[lo]) / (f[hi] - f[lo]);
+        Some((a + t * (b - a)).max(0.0))
+    }
+
+    /// Where a part of `share` of the axis starting at 0 ends, in axis units.
+    pub fn cut(&self, share: f64) -> usize {
+        ((share * self.extent as f64).round() as usize).min(self.extent)
+    }
+}
+
+impl Problem {
+    /// For each op, the ops reading its output (each once, in order).
+    pub fn successors(&self) -> Vec<Vec<usize>> {
+        let mut succ: Vec<Vec<usize>> = vec![vec![]; self.ops.len()];
+        for (v, op) in self.ops.iter().enumerate() {
+            for i in &op.inputs {
+                if let Some(u) = i.from {
+                    if u < succ.len() && !succ[u].contains(&v) {
+                        succ[u].push(v);
+                    }
+                }
+            }
+        }
+        succ
+    }
+
+    /// Index of the processor with this id.
+    pub fn processor_index(&self, id: &str) -> Option<usize> {
+        self.processors.iter().position(|p| p.id == id)
+    }
+
+    /// Whether processor `p` can run every op (alone, it is a whole-model baseline).
+    pub fn runs_everything(&self, p: usize) -> bool {
+        self.ops.iter().all(|o| o.cost_us.get(p).copied().flatten().is_some())
+    }
+
+    /// Checks that the numbers fit together: one cost per processor, producers before consumers,
+    /// chains ending at the op that carries them, fractions increasing in (0, 1), finite costs.
+    pub fn check(&self) -> Result<(), crate::PlanError> {
+        let bad = |m: String| Err(crate::PlanError::Invalid(format!("planning problem: {m}")));
+        let np = self.processors.len();
+        if np == 0 {
+            return bad("no processors".into());
+        }
+        if self.transfer.len() != np || self.transfer.iter().any(|r| r.len() != np) || self.stage.len() != np {
+            return bad(format!("transfer and stage costs must cover the {np} processors"));
+        }
+        let finite = |x: &Option<f64>| x.map(|v| v.is_finite() && v >= 0.0).unwrap_or(true);
+        let succ = self.successors();
+        for (v, op) in self.ops.iter().enumerate() {
+            if op.cost_us.len() != np || !op.cost_us.iter().all(finite) {
+                return bad(format!("op {v} ({}) needs one finite, non-negative cost per processor", op.name));
+            }
+            if let Some(i) = op.inputs.iter().find(|i| i.from.map(|u| u >= v).unwrap_or(false)) {
+                return bad(format!("op {v} reads op {:?}, which does not come before it", i.from));
+            }
+            for s in &op.splits {
+                // Each op of a chain but the last feeds only the next one.
+                let chain_ok = s.chain.last() == Some(&v)
+                    && s.chain.windows(2).all(|w| w[0] < w[1] && succ[w[0]] == [w[1]] && !self.ops[w[0]].is_output);
+                let fr_ok = !s.fractions.is_empty() && s.fractions.windows(2).all(|w| w[0] < w[1]) && s.fractions.iter().all(|&f| f > 0.0 && f <= 1.0);
+                let parts_ok = s.part_us.len() == np && s.part_us.iter().all(|r| r.len() == s.fractions.len() && r.iter().all(finite));
+                if !(chain_ok && fr_ok && parts_ok && s.extent > 1) {
+                    return bad(format!("split option of op {v} ({}) is inconsistent", op.name));
+                }
+            }
+        }
+        Ok(())
+    }
 }

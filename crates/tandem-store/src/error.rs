@@ -87,6 +87,15 @@ pub enum StoreError {
         /// What polars said.
         message: String,
     },
+    /// `tandem import` refused a file (not a tandem database, missing, the database itself).
+    /// Nothing was imported.
+    #[error("cannot import {path}: {message}")]
+    Import {
+        /// The file given.
+        path: PathBuf,
+        /// Why not.
+        message: String,
+    },
     /// The small async runtime that drives sqlx could not start.
     #[error("cannot start the database runtime: {0}")]
     Runtime(String),

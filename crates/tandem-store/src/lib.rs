@@ -20,6 +20,8 @@
 //!   crate: the stages convert their own types to rows.
 //! - [`Value`] is one cell of a generic query ([`Store::query_rows`]), and [`Store::frame`] /
 //!   [`to_frame`] turn results into polars DataFrames for analysis and export.
+//! - [`Store::import`] merges another tandem database into this one (a profile taken on a phone,
+//!   tuned on a workstation), remapping ids, in one transaction; importing twice adds nothing new.
 //! - [`StoreError`] is the one error type; each message says what to do next.
 //!
 //! Reliability, as the design asks: writes are short `BEGIN IMMEDIATE` transactions in WAL mode with a
@@ -41,6 +43,7 @@
 mod check;
 mod error;
 mod frame;
+mod import;
 mod rows;
 mod store;
 mod tables;
@@ -49,6 +52,7 @@ mod value;
 
 pub use error::{Result, StoreError};
 pub use frame::{to_frame, unique_names};
+pub use import::ImportReport;
 pub use rows::{
     Context, CostModelRow, DeviceRow, EnvSnapshotRow, MeasurementRow, ModelRow, OpRow, PlanRow, ProcessorRow, RunRow,
     SessionRow, SessionStatus, Target, TransferRow, UnsupportedRow,

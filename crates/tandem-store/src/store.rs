@@ -72,7 +72,7 @@ fn known_versions() -> Vec<i64> {
     MIGRATOR.iter().map(|m| m.version).collect()
 }
 
-fn too_new(path: &Path, applied: &[i64]) -> Option<StoreError> {
+pub(crate) fn too_new(path: &Path, applied: &[i64]) -> Option<StoreError> {
     let known = known_versions();
     let newest_known = known.iter().copied().max().unwrap_or(0);
     applied.iter().find(|v| !known.contains(v)).map(|_| StoreError::TooNew {

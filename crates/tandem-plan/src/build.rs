@@ -1,0 +1,216 @@
+//! Building a [`Problem`] from a loaded graph and a device's fitted cost models.
+//!
+//! Each op's cost on each processor is the cost model's in-context prediction (`None` where the
+//! processor cannot run it: recorded as unsupported, or unknown to the models). Heavy ops that
+//! tandem-graph can split get a split option along the axis the profiler measures (output channels of
+//! a convolution, else the last splittable axis), with cut points on the kernels' block size (16
+//! channels) and the cost of a part of every share from the split-part model. A split op followed by
+//! cheap element-wise ops (a convolution and its activation, or the residual add after it) also gets a
+//! chain option, so the activation runs on the parts before they are joined. Transfer and stage costs
+//! are read off the fitted models.
+
+use std::collections::BTreeMap;
+
+use tandem_cost::{CostModels, OpFeatures, PartSpec};
+use tandem_graph::{Graph, Op};
+
+use crate::plan::ModelRef;
+use crate::problem::{OpInput, OpNode, ProcessorSpec, Problem, SplitOption, StageCost, TransferCost};
+
+/// Which splits to offer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildOptions {
+    /// Ops predicted faster than this on every processor are not offered splits (a part runs as a
+    /// model of its own, whose fixed cost small ops do not repay).
+    pub min_split_us: f64,
+    /// At most this many cut points per split.
+    pub max_cuts: usize,
+    /// Cut points on output channels (and on the output features of ops with weights) are multiples
+    /// of this: tract packs weights in blocks of 16 or 32 output channels.
+    pub align: usize,
+    /// Longest chain split as one (a split op and the cheap element-wise ops after it); 1 for none.
+    pub max_chain: usize,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions { min_split_us: 40.0, max_cuts: 7, align: 16, max_chain: 3 }
+    }
+}
+
+/// What a plan made for this graph refers to: name, content hash, the fixed input shapes (as the
+/// `models` table stores them) and the op count.
+pub fn model_ref(graph: &Graph) -> ModelRef {
+    let shapes: BTreeMap<&str, &[usize]> = graph.inputs.iter().map(|e| (e.name.as_str(), e.shape.as_slice())).collect();
+    ModelRef {
+        name: graph.name.clone(),
+        content_hash: graph.content_hash.clone(),
+        input_shapes: serde_json::to_string(&shapes).unwrap_or_default(),
+        op_count: graph.ops.len(),
+    }
+}
+
+/// The cost models' view of an op.
+pub fn features(op: &Op) -> OpFeatures {
+    let c = &op.cost;
+    OpFeatures::new(op.kind.clone(), c.macs, c.flops, c.bytes_in, c.bytes_out, c.weight_bytes).with_params(&op.features)
+}
+
+fn finite(x: f64) -> Option<f64> {
+    (x.is_finite() && x >= 0.0).then_some(x)
+}
+
+/// The planning problem for `graph` on `processors`, with costs from `models`. `unsupported` lists
+/// (op, processor id) pairs that cannot run.
+pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec], unsupported: &[(usize, String)], options: &BuildOptions) -> Problem {
+    let np = processors.len();
+    let ids: Vec<&str> = processors.iter().map(|p| p.id.as_str()).collect();
+    // A processor the models cannot time is unusable.
+    let known: Vec<bool> = ids.iter().map(|p| models.stage_us(p, 0.0, 0).is_finite()).collect();
+    let stage: Vec<StageCost> = ids
+        .iter()
+        .zip(&known)
+        .map(|(p, &k)| {
+            if !k {
+                return StageCost::default();
+            }
+            let fixed = models.stage_us(p, 0.0, 0);
+            StageCost {
+                fixed_us: fixed,
+                factor: ((models.stage_us(p, 1000.0, 0) - fixed) / 1000.0).max(0.0),
+                per_op_us: (models.stage_us(p, 0.0, 1) - fixed).max(0.0),
+            }
+        })
+        .collect();
+    let transfer: Vec<Vec<TransferCost>> = ids
+        .iter()
+        .map(|src| {
+            ids.iter()
+                .map(|dst| {
+                    if src == dst {
+                        return TransferCost { fixed_us: 0.0, per_byte_us: 0.0 };
+                    }
+                    let fixed = models.predict_transfer(src, dst, 0.0);
+                    let per_byte = (models.predict_transfer(src, dst, 1e6) - fixed) / 1e6;
+                    TransferCost { fixed_us: finite(fixed).unwrap_or(0.0), per_byte_us: finite(per_byte).unwrap_or(0.0) }
+                })
+                .collect()
+        })
+        .collect();
+    let runs = |op: usize, p: usize| known[p] && !unsupported.iter().any(|(o, q)| *o == op && q == ids[p]);
+    let outputs: Vec<_> = graph.outputs.iter().map(|e| e.value).collect();
+    let is_output = |op: &Op| op.outputs.iter().any(|e| outputs.contains(&e.value));
+    let mut ops: Vec<OpNode> = graph
+        .ops
+        .iter()
+        .map(|op| {
+            let f = features(op);
+            OpNode {
+                name: op.name.clone(),
+                kind: op.kind.clone(),
+                inputs: op.inputs.iter().map(|e| OpInput { from: e.from, bytes: e.bytes }).collect(),
+                output_bytes: op.outputs.iter().map(|e| e.bytes).sum(),
+                is_output: is_output(op),
+                cost_us: (0..np).map(|p| if runs(op.id, p) { finite(models.predict_op(ids[p], &f)) } else { None }).collect(),
+                weight_bytes: op.cost.weight_bytes,
+                splits: vec![],
+            }
+        })
+        .collect();
+    for op in &graph.ops {
+        let Some((axis, extent, align)) = split_axis(op, options) else { continue };
+        let fastest = ops[op.id].cost_us.iter().flatten().copied().fold(f64::INFINITY, f64::min);
+        if !fastest.is_finite() || fastest < options.min_split_us {
+            continue;
+        }
+        let fractions = fractions(extent, align, options.max_cuts);
+        if fractions.is_empty() {
+            continue;
+        }
+        let mut chain = vec![op.id];
+        while chain.len() < options.max_chain {
+            match next_in_chain(graph, *chain.last().unwrap(), axis, &is_output) {
+                Some(w) => chain.push(w),
+                None => break,
+            }
+        }
+        let lengths = if chain.len() > 1 { vec![1, chain.len()] } else { vec![1] };
+        for len in lengths {
+            let chain = &chain[..len];
+            let last = *chain.last().unwrap();
+            let part_us = (0..np)
+                .map(|p| {
+                    fractions
+                        .iter()
+                        .map(|&share| {
+                            if !chain.iter().all(|&o| runs(o, p)) {
+                                return None;
+                            }
+                            // The head runs alone (a part is a model of its own); what follows adds its
+                            // in-context time.
+                            let head = models.predict_split_part(ids[p], &features(&graph.ops[chain[0]]), PartSpec { axis, start: 0.0, end: share });
+                            let tail: f64 = chain[1..].iter().map(|&o| models.predict_op(ids[p], &features(&graph.ops[o]).part(axis, 0.0, share))).sum();
+                            finite(head + tail)
+                        })
+                        .collect()
+                })
+                .collect();
+            ops[last].splits.push(SplitOption {
+                chain: chain.to_vec(),
+                axis,
+                extent,
+                align,
+                fractions: fractions.clone(),
+                part_us,
+                output_bytes: graph.ops[last].outputs.iter().map(|e| e.bytes).sum(),
+            });
+        }
+    }
+    Problem { processors: processors.to_vec(), ops, transfer, stage }
+}
+
+/// The axis a split of `op` cuts (as the profiler measures it: output channels of a 4-d output, else
+/// the last splittable axis), its length and the block size cut points follow.
+fn split_axis(op: &Op, options: &BuildOptions) -> Option<(usize, usize, usize)> {
+    let [out] = op.outputs.as_slice() else { return None };
+    let rank = out.shape.len();
+    let axis = if op.split_axes.contains(&1) && rank == 4 { 1 } else { *op.split_axes.last()? };
+    let extent = *out.shape.get(axis)?;
+    let blocked = axis == 1 || (op.cost.weight_bytes > 0 && axis + 1 == rank);
+    let align = if blocked && extent >= 2 * options.align { options.align } else { 1 };
+    (extent >= 2).then_some((axis, extent, align))
+}
+
+/// The shares a part may cover: every cut point (a multiple of `align`, at most `max_cuts` of them,
+/// spread evenly) seen from either side, increasing.
+pub fn fractions(extent: usize, align: usize, max_cuts: usize) -> Vec<f64> {
+    let align = align.max(1);
+    let slots = (extent - 1) / align;
+    let mut cuts: Vec<usize> = if slots <= max_cuts {
+        (1..=slots).map(|m| m * align).collect()
+    } else {
+        (1..=max_cuts).map(|j| ((extent * j) as f64 / (max_cuts + 1) as f64 / align as f64).round() as usize * align).collect()
+    };
+    cuts.retain(|&c| c > 0 && c < extent);
+    let mut shares: Vec<usize> = cuts.iter().flat_map(|&c| [c, extent - c]).collect();
+    shares.sort();
+    shares.dedup();
+    shares.into_iter().map(|c| c as f64 / extent as f64).collect()
+}
+
+/// The op after `u` in a chain split along `axis`: `u`'s only consumer, when `u` is not a model output,
+/// and the consumer is cheap (no multiply-adds, next to no weights), keeps the output's shape and can
+/// be split along the same axis.
+fn next_in_chain(graph: &Graph, u: usize, axis: usize, is_output: &dyn Fn(&Op) -> bool) -> Option<usize> {
+    let op = &graph.ops[u];
+    if is_output(op) || op.outputs.len() != 1 {
+        return None;
+    }
+    let succ = graph.successors(u);
+    let &w = succ.iter().next().filter(|_| succ.len() == 1)?;
+    let next = &graph.ops[w];
+    // An activation's constant (the 0 of a ReLU) counts as weights: a few bytes against its output.
+    let cheap = next.cost.macs == 0 && next.cost.weight_bytes * 64 <= next.cost.bytes_out;
+    let same = next.outputs.len() == 1 && next.outputs[0].shape == op.outputs[0].shape;
+    (cheap && same && next.split_axes.contains(&axis)).then_some(w)
+}
