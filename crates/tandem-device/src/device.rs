@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, System};
 
 use crate::error::{DeviceError, Result};
-use crate::processor::{parse_cpu_set, parse_list, Processor};
+use crate::gpu::GpuNote;
+use crate::processor::{parse_cpu_set, parse_list, Processor, ProcessorKind};
 
 const SYS_CPU: &str = "/sys/devices/system/cpu";
 
@@ -21,7 +22,9 @@ const SYS_CPU: &str = "/sys/devices/system/cpu";
 ///
 /// The processors are listed in this order, each core set once: every core alone (`cpu:0`, `cpu:1`,
 /// ...), each cluster of more than one core that is not all of them (`cpu:4-7`), then all cores together
-/// (`cpu:0-7`). On a two-core VM that is `cpu:0`, `cpu:1`, `cpu:0-1`.
+/// (`cpu:0-7`). On a two-core VM that is `cpu:0`, `cpu:1`, `cpu:0-1`. GPUs follow (`cuda:0`, `metal:0`)
+/// when the crate is built with the runtime's feature and the runtime loads here; otherwise
+/// [`Device::gpu_notes`] says why there is none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
     /// A stable fingerprint: 16 hex digits of the SHA-256 of the host name, the CPU model and the core
@@ -38,6 +41,10 @@ pub struct Device {
     pub memory_bytes: u64,
     /// The processors, in the order described above.
     pub processors: Vec<Processor>,
+    /// Why a GPU runtime gave no processor (no driver, a build without the feature...), one note per
+    /// runtime that applies to this platform; empty when every runtime found its GPU.
+    #[serde(default)]
+    pub gpu_notes: Vec<GpuNote>,
 }
 
 /// One online core as discovery sees it: its OS number and its maximum frequency in kHz, if known.
@@ -68,7 +75,12 @@ impl Device {
             return Err(DeviceError::Discovery { reason: "the OS reports no online CPU core".into() });
         }
         let layout: Vec<CoreInfo> = cores.into_iter().map(|core| CoreInfo { core, max_freq_khz: max_freq_khz(core) }).collect();
-        let device = Device::from_layout(hostname, cpu_model, sys.total_memory(), &layout);
+        let mut device = Device::from_layout(hostname, cpu_model, sys.total_memory(), &layout);
+        // GPUs join the list but not the fingerprint: a build with or without a GPU feature is the same
+        // device, and its profiles stay found.
+        let gpus = crate::gpu::probe();
+        device.processors.extend(gpus.processors);
+        device.gpu_notes = gpus.notes;
         tracing::debug!(
             id = %device.id,
             cpu_model = %device.cpu_model,
@@ -79,7 +91,8 @@ impl Device {
     }
 
     /// A device with the given identity and cores, clustered and fingerprinted as [`Device::discover`]
-    /// does. Lets tests and tools describe a device that is not this one (an 8-core big.LITTLE phone).
+    /// does, without GPUs (push [`Processor::gpu`]s onto [`Device::processors`] to add some). Lets tests
+    /// and tools describe a device that is not this one (an 8-core big.LITTLE phone).
     pub fn from_layout(hostname: String, cpu_model: String, memory_bytes: u64, layout: &[CoreInfo]) -> Device {
         let mut layout = layout.to_vec();
         layout.sort_by_key(|c| c.core);
@@ -91,12 +104,14 @@ impl Device {
             hostname,
             cpu_model,
             memory_bytes,
+            gpu_notes: vec![],
         }
     }
 
     /// The processor with this id. Besides the listed spelling, any CPU id naming the same cores is
     /// accepted (`cpu:0,1` finds `cpu:0-1`). An unknown id gives [`DeviceError::UnknownProcessor`],
-    /// whose message lists the valid ids.
+    /// whose message lists the valid ids; a GPU id whose runtime gave no processor gives
+    /// [`DeviceError::GpuUnavailable`], which also says why.
     pub fn processor(&self, id: &str) -> Result<&Processor> {
         let id = id.trim();
         if let Some(p) = self.processors.iter().find(|p| p.id == id) {
@@ -107,7 +122,12 @@ impl Device {
                 return Ok(p);
             }
         }
-        Err(DeviceError::UnknownProcessor { id: id.to_string(), valid: self.processors.iter().map(|p| p.id.clone()).collect() })
+        let valid = self.processors.iter().map(|p| p.id.clone()).collect();
+        let runtime = id.split_once(':').map(|(kind, _)| kind).filter(|k| ProcessorKind::parse(k).is_some_and(ProcessorKind::is_gpu));
+        if let Some(note) = runtime.and_then(|r| self.gpu_notes.iter().find(|n| n.runtime == r)) {
+            return Err(DeviceError::GpuUnavailable { id: id.to_string(), note: note.message.clone(), valid });
+        }
+        Err(DeviceError::UnknownProcessor { id: id.to_string(), valid })
     }
 
     /// The processors with these ids, in the order given (each looked up as by [`Device::processor`]);
@@ -116,15 +136,25 @@ impl Device {
         ids.iter().map(|id| self.processor(id)).collect()
     }
 
-    /// The processor owning every core.
+    /// The CPU processor owning every core.
     pub fn all_cores(&self) -> &Processor {
-        self.processors.iter().max_by_key(|p| p.cores.len()).expect("a device has at least one processor")
+        self.cpus().max_by_key(|p| p.cores.len()).expect("a device has at least one CPU processor")
+    }
+
+    /// The CPU processors, in listing order.
+    pub fn cpus(&self) -> impl Iterator<Item = &Processor> {
+        self.processors.iter().filter(|p| p.kind == ProcessorKind::Cpu)
+    }
+
+    /// The GPU processors, in listing order (none unless built with a GPU feature and its driver loads).
+    pub fn gpus(&self) -> impl Iterator<Item = &Processor> {
+        self.processors.iter().filter(|p| p.kind.is_gpu())
     }
 
     /// Clusters of cores with the same maximum frequency, each as a list of cores (a single cluster of all
     /// cores where cpufreq is absent).
     pub fn clusters(&self) -> Vec<Vec<usize>> {
-        let singles: Vec<&Processor> = self.processors.iter().filter(|p| p.cores.len() == 1).collect();
+        let singles: Vec<&Processor> = self.cpus().filter(|p| p.cores.len() == 1).collect();
         let layout: Vec<CoreInfo> = singles.iter().map(|p| CoreInfo { core: p.cores[0], max_freq_khz: p.max_freq_khz }).collect();
         clusters_of(&layout).into_iter().map(|(_, cores)| cores).collect()
     }
@@ -221,16 +251,19 @@ mod tests {
             let p = d.processor(&format!("cpu:{core}")).unwrap();
             assert_eq!((p.cores.as_slice(), p.threads), (&[core][..], 1));
         }
-        let unique: HashSet<&Vec<usize>> = d.processors.iter().map(|p| &p.cores).collect();
-        assert_eq!(unique.len(), d.processors.len(), "duplicate core sets: {:?}", ids(&d));
+        let cpus: Vec<&Processor> = d.cpus().collect();
+        let unique: HashSet<&Vec<usize>> = cpus.iter().map(|p| &p.cores).collect();
+        assert_eq!(unique.len(), cpus.len(), "duplicate core sets: {:?}", ids(&d));
         let unique: HashSet<&str> = ids(&d).into_iter().collect();
         assert_eq!(unique.len(), d.processors.len(), "duplicate ids: {:?}", ids(&d));
-        for p in &d.processors {
+        for p in &cpus {
             assert_eq!(p.threads, p.cores.len());
             assert_eq!(p.id, crate::processor::cpu_set_id(&p.cores));
         }
+        // CPUs come first, GPUs (where a runtime found one) after them.
+        assert_eq!(&d.processors[..cpus.len()], cpus.into_iter().cloned().collect::<Vec<_>>().as_slice());
         if d.cores == 2 {
-            assert_eq!(ids(&d), ["cpu:0", "cpu:1", "cpu:0-1"]);
+            assert_eq!(d.cpus().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["cpu:0", "cpu:1", "cpu:0-1"]);
         }
     }
 
@@ -295,11 +328,81 @@ mod tests {
             d.processors_from_list(&["cpu:0".into(), "gpu".into()]),
             Err(DeviceError::UnknownProcessor { id, .. }) if id == "gpu"
         ));
-        // The real device lists its own ids too.
+        // The real device lists its own ids too (GPUs included, where it has some).
         let real = Device::discover().unwrap();
         let msg = real.processor("cpu:9999").unwrap_err().to_string();
         for p in &real.processors {
             assert!(msg.contains(&p.id), "{msg}");
         }
+    }
+
+    #[test]
+    fn a_gpu_joins_the_list_without_disturbing_the_cpu_paths() {
+        let mut d = Device::from_layout("h".into(), "m".into(), 0, &layout(&[Some(1), Some(2)]));
+        let id = d.id.clone();
+        d.processors.push(Processor::gpu(ProcessorKind::Cuda, 0, Some("a GPU".into())));
+        assert_eq!(ids(&d), ["cpu:0", "cpu:1", "cpu:0-1", "cuda:0"]);
+        assert_eq!(d.all_cores().id, "cpu:0-1");
+        assert_eq!(d.clusters(), [vec![0], vec![1]]);
+        assert_eq!(d.cpus().count(), 3);
+        assert_eq!(d.gpus().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["cuda:0"]);
+        let list = d.processors_from_list(&["cuda:0".into(), "cpu:0,1".into()]).unwrap();
+        assert_eq!(list.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["cuda:0", "cpu:0-1"]);
+        assert_eq!(list[0].kind, ProcessorKind::Cuda);
+        let e = d.processor("cuda:1").unwrap_err();
+        assert_eq!(e.to_string(), "no processor 'cuda:1' on this device; valid: cpu:0, cpu:1, cpu:0-1, cuda:0");
+        d.gpu_notes.push(GpuNote { runtime: "metal".into(), message: "Metal is only available on Apple platforms".into() });
+        let e = d.processor("metal:0").unwrap_err();
+        assert_eq!(e.to_string(), "no processor 'metal:0' on this device: Metal is only available on Apple platforms; valid: cpu:0, cpu:1, cpu:0-1, cuda:0");
+        assert!(matches!(d.processor("cpu:7").unwrap_err(), DeviceError::UnknownProcessor { .. }));
+        // The fingerprint is the CPUs': a GPU feature or driver does not make another device.
+        assert_eq!(d.id, id);
+        let env = crate::EnvSnapshot::take_with_window(&d, std::time::Duration::ZERO);
+        assert_eq!(env.core_freq_khz.iter().map(|f| f.core).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn discovery_says_why_each_applicable_gpu_runtime_gave_no_processor() {
+        let d = Device::discover().unwrap();
+        for runtime in ["cuda", "metal"] {
+            let applies = if runtime == "cuda" { cfg!(feature = "cuda") || !cfg!(target_os = "macos") } else { cfg!(feature = "metal") || cfg!(target_os = "macos") };
+            let listed = d.gpus().any(|p| p.kind.as_str() == runtime);
+            let noted = d.gpu_notes.iter().any(|n| n.runtime == runtime);
+            if applies {
+                assert!(listed || noted, "{runtime}: neither a processor nor a note: {:?}", d.gpu_notes);
+            } else {
+                assert!(!listed && !noted, "{runtime}: {:?}", d.gpu_notes);
+            }
+        }
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["gpu_notes"].as_array().unwrap().len(), d.gpu_notes.len());
+    }
+
+    /// Built with the `cuda` feature on a machine without an NVIDIA driver (CI): discovery works, lists no
+    /// cuda processor, and the note names the missing driver. On a machine with one, `cuda:0` is listed.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn without_a_cuda_driver_no_cuda_processor_is_listed_and_the_note_says_why() {
+        let d = Device::discover().unwrap();
+        let note = d.gpu_notes.iter().find(|n| n.runtime == "cuda");
+        match d.processor("cuda:0") {
+            Ok(p) => {
+                assert_eq!((p.kind, p.cores.len(), p.threads), (ProcessorKind::Cuda, 0, 1));
+                assert!(note.map(|n| n.message.contains("not listed")).unwrap_or(true), "{note:?}");
+            }
+            Err(e) => {
+                assert!(d.gpus().next().is_none() || cfg!(feature = "metal"), "{:?}", ids(&d));
+                let note = note.expect("a note says why there is no cuda processor");
+                assert!(!note.message.contains("--features cuda"), "built with the feature: {note}");
+                // No driver: the note names libcuda. A driver without its libraries or a device names those.
+                assert!(note.message.contains("libcuda") || note.message.contains("sub-library") || note.message.contains("no device"), "{note}");
+                // Asking for it says why it is not there, and does not offer a GPU.
+                let DeviceError::GpuUnavailable { note: why, valid, .. } = &e else { panic!("{e:?}") };
+                assert_eq!(why, &note.message);
+                assert!(valid.iter().all(|v| v.starts_with("cpu:") || v.starts_with("metal:")), "{valid:?}");
+                assert!(e.to_string().starts_with("no processor 'cuda:0' on this device: "), "{e}");
+            }
+        }
+        eprintln!("cuda note: {note:?}");
     }
 }

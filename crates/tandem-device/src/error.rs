@@ -20,6 +20,18 @@ pub enum DeviceError {
         valid: Vec<String>,
     },
 
+    /// A GPU processor id (`cuda:0`) whose runtime gave no processor here: the note says why (built
+    /// without the feature, no driver...).
+    #[error("no processor '{id}' on this device: {note}; valid: {}", .valid.join(", "))]
+    GpuUnavailable {
+        /// The id asked for.
+        id: String,
+        /// Why the runtime gave no processor, as in [`crate::Device::gpu_notes`].
+        note: String,
+        /// Every processor id the device has, in listing order.
+        valid: Vec<String>,
+    },
+
     /// The worker thread could not be started.
     #[error("cannot start a worker thread for {processor}: {source}")]
     Spawn {

@@ -8,7 +8,10 @@
 //!   frequency (the big or LITTLE half of a phone, `cpu:4-7`), and all cores together (`cpu:0-7`).
 //!   Profiles, cost models and plans name processors by these ids, so a plan made from a phone's profile
 //!   refers to the phone's cores, and [`Device::processor`] turns a mistyped id into an error that lists
-//!   the valid ones.
+//!   the valid ones. Built with the `cuda` (or `metal`) feature, discovery also asks tract's GPU runtime
+//!   whether it can run here and lists `cuda:0` (`metal:0`) when it can; when it cannot, the processor is
+//!   simply absent and a [`GpuNote`] in [`Device::gpu_notes`] says why (no driver, a driver too old, a
+//!   build without the feature). Missing drivers never make discovery fail.
 //! - [`Worker`] is a persistent OS thread pinned to one processor's cores. The profiler measures and the
 //!   executor runs stages by sending jobs to workers ([`Worker::run`], or [`Worker::submit`] to keep
 //!   several processors busy at once), so a measurement happens where the plan will run it, on a warm
@@ -19,7 +22,7 @@
 //!   never fails: what the OS does not tell is left out.
 //!
 //! Data flows one way: discovery gives processors, processors give workers, and the snapshot reads the
-//! device's cores. Only CPUs are discovered today; [`ProcessorKind`] leaves room for GPU runtimes.
+//! device's cores. A GPU processor owns no cores: its worker is the unpinned host thread that drives it.
 //!
 //! ```no_run
 //! use tandem_device::{Device, EnvSnapshot, Worker};
@@ -36,11 +39,13 @@
 mod device;
 mod env;
 mod error;
+mod gpu;
 mod processor;
 mod worker;
 
 pub use device::{fingerprint, CoreInfo, Device};
 pub use env::{CoreFreq, EnvSnapshot, LoadAverage, Temperature, DEFAULT_WINDOW};
 pub use error::{DeviceError, Result};
+pub use gpu::GpuNote;
 pub use processor::{cpu_set_id, parse_cpu_set, Processor, ProcessorKind};
 pub use worker::{current_affinity, JobHandle, Worker};

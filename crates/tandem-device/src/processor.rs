@@ -4,22 +4,40 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// What kind of hardware a [`Processor`] is. Only CPUs are discovered today; GPU runtimes (CUDA, Metal)
-/// will add variants behind cargo features, which is why the enum is non-exhaustive.
+/// What kind of hardware a [`Processor`] is.
+///
+/// Every kind exists in every build, so a profile taken on a GPU machine reads anywhere; only discovery of
+/// GPUs depends on the crate's `cuda` and `metal` features. The enum is non-exhaustive: NPUs may follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ProcessorKind {
     /// A set of CPU cores (one core, a cluster, or all of them).
     Cpu,
+    /// An NVIDIA GPU driven through tract-cuda (`cuda:0`).
+    Cuda,
+    /// An Apple GPU driven through tract-metal (`metal:0`).
+    Metal,
 }
 
 impl ProcessorKind {
-    /// The id prefix and JSON name: `cpu`.
+    /// The id prefix and JSON name: `cpu`, `cuda`, `metal`.
     pub fn as_str(self) -> &'static str {
         match self {
             ProcessorKind::Cpu => "cpu",
+            ProcessorKind::Cuda => "cuda",
+            ProcessorKind::Metal => "metal",
         }
+    }
+
+    /// The kind named `name` (`cpu`, `cuda`, `metal`), as stored in the database.
+    pub fn parse(name: &str) -> Option<ProcessorKind> {
+        [ProcessorKind::Cpu, ProcessorKind::Cuda, ProcessorKind::Metal].into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether it is a GPU: no cores of its own, driven from a host thread through a GPU runtime.
+    pub fn is_gpu(self) -> bool {
+        matches!(self, ProcessorKind::Cuda | ProcessorKind::Metal)
     }
 }
 
@@ -30,21 +48,28 @@ impl fmt::Display for ProcessorKind {
 }
 
 /// One unit that runs work: `cpu:0` (one core), `cpu:4-7` (a cluster), `cpu:0-1` (all cores of a
-/// two-core machine).
+/// two-core machine), `cuda:0` (the first NVIDIA GPU), `metal:0` (an Apple GPU).
 ///
-/// Serialised as `{id, kind, cores, threads, max_freq_khz}`, the shape `tandem devices --json` prints.
+/// Serialised as `{id, kind, cores, threads, max_freq_khz}`, the shape `tandem devices --json` prints,
+/// plus `name` for a GPU whose runtime tells it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Processor {
-    /// Its id: `cpu:N`, `cpu:A-B` for a contiguous range, `cpu:0,2,4` otherwise (see [`cpu_set_id`]).
+    /// Its id: `cpu:N`, `cpu:A-B` for a contiguous range, `cpu:0,2,4` otherwise (see [`cpu_set_id`]);
+    /// `cuda:N` or `metal:N` for a GPU.
     pub id: String,
     /// The kind of hardware.
     pub kind: ProcessorKind,
     /// The logical cores (OS CPU numbers) it owns, ascending; a worker for it is pinned to exactly these.
+    /// Empty for a GPU: its worker is a host thread the OS places freely.
     pub cores: Vec<usize>,
-    /// How many threads work on it at once: one per core for a CPU processor.
+    /// How many threads work on it at once: one per core for a CPU processor, one (the host thread that
+    /// drives it) for a GPU.
     pub threads: usize,
     /// The highest maximum frequency among its cores in kHz, where cpufreq tells it.
     pub max_freq_khz: Option<u64>,
+    /// The hardware's name where its runtime tells it (`NVIDIA H100 80GB HBM3`); `None` for CPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Processor {
@@ -53,12 +78,22 @@ impl Processor {
         let mut cores = cores.to_vec();
         cores.sort_unstable();
         cores.dedup();
-        Processor { id: cpu_set_id(&cores), kind: ProcessorKind::Cpu, threads: cores.len(), cores, max_freq_khz }
+        Processor { id: cpu_set_id(&cores), kind: ProcessorKind::Cpu, threads: cores.len(), cores, max_freq_khz, name: None }
     }
 
-    /// Whether the two processors share a core, so that they must never run work at the same time.
+    /// GPU number `index` of a GPU `kind` (`cuda:0`): no cores, one driving thread.
+    ///
+    /// # Panics
+    /// If `kind` is not a GPU kind.
+    pub fn gpu(kind: ProcessorKind, index: usize, name: Option<String>) -> Processor {
+        assert!(kind.is_gpu(), "{kind} is not a GPU kind");
+        Processor { id: format!("{kind}:{index}"), kind, cores: vec![], threads: 1, max_freq_khz: None, name }
+    }
+
+    /// Whether the two processors share hardware (a core, or the same GPU), so that they must never run
+    /// work at the same time. A processor shares with itself; a GPU shares nothing with a CPU processor.
     pub fn shares_cores_with(&self, other: &Processor) -> bool {
-        self.kind == other.kind && self.cores.iter().any(|c| other.cores.contains(c))
+        self.id == other.id || (self.kind == other.kind && self.cores.iter().any(|c| other.cores.contains(c)))
     }
 }
 
@@ -147,5 +182,28 @@ mod tests {
     fn serialises_as_the_json_contract() {
         let v = serde_json::to_value(Processor::cpu(&[0, 1], Some(2_400_000))).unwrap();
         assert_eq!(v, serde_json::json!({"id": "cpu:0-1", "kind": "cpu", "cores": [0, 1], "threads": 2, "max_freq_khz": 2400000}));
+        let gpu = Processor::gpu(ProcessorKind::Cuda, 0, Some("NVIDIA H100".into()));
+        let v = serde_json::to_value(&gpu).unwrap();
+        assert_eq!(v, serde_json::json!({"id": "cuda:0", "kind": "cuda", "cores": [], "threads": 1, "max_freq_khz": null, "name": "NVIDIA H100"}));
+        assert_eq!(serde_json::from_value::<Processor>(v).unwrap(), gpu);
+        // Rows written before GPUs existed have no name.
+        let old = serde_json::json!({"id": "cpu:0", "kind": "cpu", "cores": [0], "threads": 1, "max_freq_khz": null});
+        assert_eq!(serde_json::from_value::<Processor>(old).unwrap(), Processor::cpu(&[0], None));
+    }
+
+    #[test]
+    fn gpus_have_no_cores_and_share_only_with_themselves() {
+        let (cuda0, cuda1) = (Processor::gpu(ProcessorKind::Cuda, 0, None), Processor::gpu(ProcessorKind::Cuda, 1, None));
+        assert_eq!((cuda0.id.as_str(), cuda0.cores.len(), cuda0.threads), ("cuda:0", 0, 1));
+        assert_eq!(Processor::gpu(ProcessorKind::Metal, 0, None).id, "metal:0");
+        let all = Processor::cpu(&[0, 1], None);
+        assert!(cuda0.shares_cores_with(&cuda0) && all.shares_cores_with(&all));
+        assert!(!cuda0.shares_cores_with(&cuda1) && !cuda0.shares_cores_with(&all) && !all.shares_cores_with(&cuda0));
+        assert_eq!(parse_cpu_set(&cuda0.id), None);
+        for kind in [ProcessorKind::Cpu, ProcessorKind::Cuda, ProcessorKind::Metal] {
+            assert_eq!(ProcessorKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.is_gpu(), kind != ProcessorKind::Cpu);
+        }
+        assert_eq!(ProcessorKind::parse("npu"), None);
     }
 }

@@ -17,6 +17,9 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// jobs. The thread is named `tandem-<processor id>` (`tandem-cpu:0`). Threads a job starts inherit its
 /// affinity, so a multi-threaded kernel on `cpu:4-7` stays on those cores.
 ///
+/// A GPU processor owns no cores: its worker is the host thread that drives the GPU runtime (compiles
+/// models, launches kernels, waits for them), left unpinned where the OS puts it.
+///
 /// A job that panics yields [`DeviceError::WorkerPanicked`] and the worker goes on serving jobs (the
 /// process's panic hook still runs, so the panic is printed). Dropping the worker lets its current job
 /// finish, then stops and joins the thread.
@@ -46,7 +49,8 @@ impl<T> JobHandle<T> {
 }
 
 impl Worker {
-    /// Starts a worker thread pinned to `processor`'s cores and waits until it is pinned.
+    /// Starts a worker thread pinned to `processor`'s cores and waits until it is pinned (a GPU
+    /// processor's worker is not pinned).
     ///
     /// On Linux the pinning uses `sched_setaffinity`; if the OS refuses (a core outside this process's
     /// allowed set), the thread is stopped and [`DeviceError::Pin`] returned. On other systems the
@@ -55,11 +59,12 @@ impl Worker {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready_tx, ready) = mpsc::channel::<std::io::Result<()>>();
         let cores = processor.cores.clone();
+        let pin = !processor.kind.is_gpu();
         let id = processor.id.clone();
         let thread = std::thread::Builder::new()
             .name(format!("tandem-{}", processor.id))
             .spawn(move || {
-                let pinned = pin_current_thread(&cores);
+                let pinned = if pin { pin_current_thread(&cores) } else { Ok(()) };
                 let ok = pinned.is_ok();
                 let _ = ready_tx.send(pinned);
                 if !ok {
@@ -227,13 +232,13 @@ mod tests {
         for p in &device.processors {
             let w = Worker::spawn(p).unwrap();
             let (affinity, name) = w.run(|| (current_affinity(), std::thread::current().name().map(String::from))).unwrap();
-            if pinning_is_real() {
+            if pinning_is_real() && !p.kind.is_gpu() {
                 assert_eq!(affinity, p.cores, "{}", p.id);
             }
             assert_eq!(name.as_deref(), Some(format!("tandem-{}", p.id).as_str()));
             // Threads the job starts stay on the same cores.
             let inherited = w.run(|| std::thread::spawn(current_affinity).join().unwrap()).unwrap();
-            if pinning_is_real() {
+            if pinning_is_real() && !p.kind.is_gpu() {
                 assert_eq!(inherited, p.cores);
             }
         }
@@ -312,6 +317,17 @@ mod tests {
         drop(w);
         assert!(done.load(std::sync::atomic::Ordering::SeqCst));
         handle.wait().unwrap();
+    }
+
+    #[test]
+    fn a_gpu_worker_is_a_host_thread_left_unpinned() {
+        let gpu = Processor::gpu(crate::ProcessorKind::Cuda, 0, None);
+        let ours = current_affinity();
+        let w = Worker::spawn(&gpu).unwrap();
+        let (affinity, name) = w.run(|| (current_affinity(), std::thread::current().name().map(String::from))).unwrap();
+        assert_eq!(affinity, ours);
+        assert_eq!(name.as_deref(), Some("tandem-cuda:0"));
+        assert_eq!(w.run(|| 6 * 7).unwrap(), 42);
     }
 
     #[test]

@@ -144,6 +144,13 @@ impl Graph {
         self.node_op.get(node).copied().flatten()
     }
 
+    /// The op that computes node `node` of the decluttered model (its main operator, or one tract fuses
+    /// into it); `None` for sources and constants. Runtimes that start from the decluttered model (tract's
+    /// GPU transforms) name their nodes after these, so their timings map back to ops through it.
+    pub fn op_of_decluttered_node(&self, node: usize) -> Option<OpId> {
+        self.ops.iter().find(|o| o.decluttered.contains(&node)).map(|o| o.id)
+    }
+
     /// Ops that consume an output of `op`.
     pub fn successors(&self, op: OpId) -> BTreeSet<OpId> {
         let mut out = BTreeSet::new();

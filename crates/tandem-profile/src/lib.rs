@@ -7,8 +7,14 @@
 //! spent ([`StopRule`]), summarised by median, p10, p90 and coefficient of variation with slow outliers
 //! dropped and counted ([`Summary`]). Work runs on pinned workers (tandem-device); a fixed reference
 //! workload timed before and after tells whether the device drifted.
+//!
+//! Built with the `cuda` (or `metal`) feature, a GPU processor is profiled too ([`gpu`]): the whole model
+//! and every op in context through tract's GPU transform, timed until the device has finished; the ops
+//! the GPU runtime leaves on the CPU recorded as unsupported there; and host-to-device and
+//! device-to-host copies by size as transfers between each CPU processor and the GPU.
 #![deny(missing_docs)]
 
+pub mod gpu;
 pub mod measure;
 mod reference;
 mod session;

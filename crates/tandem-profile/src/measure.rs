@@ -2,7 +2,9 @@
 //!
 //! These functions run inside a processor's pinned worker. A processor that owns several cores runs tract
 //! with its own multithreaded executor sized to those cores (its rayon threads inherit the worker's
-//! affinity); a single-core processor runs tract single-threaded.
+//! affinity); a single-core processor runs tract single-threaded. A GPU processor's plan comes from
+//! [`crate::gpu::compile`] (features `cuda`, `metal`) and is timed with [`Completion::Device`], so that
+//! every timing includes the kernels' completion, not just their launch.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,17 +25,54 @@ pub fn compile(model: &TypedModel, threads: usize) -> TractResult<Plan> {
     Ok(Arc::new(SimplePlan::build(model.clone(), &options)?))
 }
 
+/// When a timed run counts as over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Completion {
+    /// When tract's run returns: CPU kernels are done by then.
+    #[default]
+    Returned,
+    /// When the device has finished: GPU kernels are launched asynchronously, so the clock stops only
+    /// after waiting for the device's queue (after every node, for per-node times) and after bringing the
+    /// outputs back to host memory, as a CPU consumer of them would. Needs a build with a GPU feature.
+    Device,
+}
+
+impl Completion {
+    /// Waits for the device's queue (nothing to wait for on a CPU).
+    fn wait(self) -> TractResult<()> {
+        match self {
+            Completion::Returned => Ok(()),
+            Completion::Device => crate::gpu::synchronize(),
+        }
+    }
+
+    /// Waits until the run's outputs are in host memory.
+    fn outputs(self, outputs: &TVec<TValue>) -> TractResult<()> {
+        match self {
+            Completion::Returned => Ok(()),
+            Completion::Device => crate::gpu::to_host(outputs),
+        }
+    }
+}
+
 /// Times whole runs of `plan` until `rule` is satisfied; returns the samples in microseconds.
 pub fn time_runs(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule) -> TractResult<Vec<f64>> {
+    time_runs_until(plan, inputs, rule, Completion::Returned)
+}
+
+/// [`time_runs`], with the clock stopped at `completion`.
+pub fn time_runs_until(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, completion: Completion) -> TractResult<Vec<f64>> {
     let mut state = SimpleState::new(plan)?;
     let start = Instant::now();
     for _ in 0..rule.warmup {
-        state.run(inputs.clone())?;
+        completion.outputs(&state.run(inputs.clone())?)?;
     }
     let mut samples = vec![];
     loop {
         let t = Instant::now();
-        state.run(inputs.clone())?;
+        let outputs = state.run(inputs.clone())?;
+        completion.outputs(&outputs)?;
+        drop(outputs);
         samples.push(t.elapsed().as_secs_f64() * 1e6);
         if rule.done(&samples, start.elapsed().as_secs_f64()) {
             return Ok(samples);
@@ -55,13 +94,21 @@ pub struct ModelTimes {
 /// own profiler does), until `rule` is satisfied on the plain runs. Alternating puts both under the same
 /// conditions, so the ops' in-context times, the whole-model time and the hook's overhead compare.
 pub fn time_model(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule) -> TractResult<ModelTimes> {
+    time_model_until(plan, inputs, rule, Completion::Returned)
+}
+
+/// [`time_model`], with every clock stopped at `completion`: on a GPU each node's time then includes its
+/// kernels' completion (which also keeps the next node from overlapping it, as it may in a plain run).
+pub fn time_model_until(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, completion: Completion) -> TractResult<ModelTimes> {
     let n_nodes = plan.model().nodes.len();
     let mut state = SimpleState::new(plan)?;
     let start = Instant::now();
     let mut times = ModelTimes { plain: vec![], hooked: vec![], nodes: vec![] };
     for round in 0.. {
         let t = Instant::now();
-        state.run(inputs.clone())?;
+        let outputs = state.run(inputs.clone())?;
+        completion.outputs(&outputs)?;
+        drop(outputs);
         let plain = t.elapsed().as_secs_f64() * 1e6;
         let mut per_node = vec![0f64; n_nodes];
         let t = Instant::now();
@@ -69,13 +116,16 @@ pub fn time_model(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule) -> TractR
         // between nodes (gathering inputs, freeing dead tensors) is part of running it in this model, and
         // the ops' times then add up to the run.
         let mut last = t;
-        state.run_plan_with_eval(inputs.clone(), |ctx, op_state, node, node_inputs| {
+        let outputs = state.run_plan_with_eval(inputs.clone(), |ctx, op_state, node, node_inputs| {
             let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs);
+            completion.wait()?;
             let now = Instant::now();
             per_node[node.id] += (now - last).as_secs_f64() * 1e6;
             last = now;
             r
         })?;
+        completion.outputs(&outputs)?;
+        drop(outputs);
         let hooked = t.elapsed().as_secs_f64() * 1e6;
         if round < rule.warmup {
             continue;

@@ -2,20 +2,23 @@
 //!
 //! Items, per processor: the whole model, every op in context (timed by a hook while the whole model
 //! runs), every op in isolation (its stage model alone), and the parts of heavy ops' splits. Then the
-//! hand-over cost between every pair of processors that share no core. Each item is written in its own
-//! short transaction as soon as it is measured, so an interrupted session leaves a valid database and the
-//! next one skips what is stored (unless `force`).
+//! hand-over cost between every pair of processors that share no core. A GPU processor (features `cuda`,
+//! `metal`) gets the whole model and the ops in context through tract's GPU transform, the ops that
+//! transform leaves on the CPU recorded as unsupported there, and host-to-device and device-to-host
+//! copies with every CPU processor as its hand-overs; its ops alone and split parts are not measured yet.
+//! Each item is written in its own short transaction as soon as it is measured, so an interrupted
+//! session leaves a valid database and the next one skips what is stored (unless `force`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use tandem_device::{Device, EnvSnapshot, Processor, Worker};
+use tandem_device::{Device, EnvSnapshot, Processor, ProcessorKind, Worker};
 use tandem_graph::{boundaries, Graph, OpId};
 use tandem_store::{Context, EnvSnapshotRow, MeasurementRow, ModelRow, OpRow, ProcessorRow, DeviceRow, SessionRow, SessionStatus, Store, Target, TransferRow, UnsupportedRow};
 
-use crate::measure::{compile, time_model, time_runs};
+use crate::measure::{compile, time_model, time_model_until, time_runs, Completion, ModelTimes};
 use crate::reference;
 use crate::stats::{summarize, StopRule, Summary};
 use crate::transfer::{measure_transfer, DEFAULT_SIZES};
@@ -197,7 +200,7 @@ fn processor_row(device: &str, p: &Processor) -> ProcessorRow {
     ProcessorRow {
         device_id: device.to_string(),
         id: p.id.clone(),
-        kind: "cpu".into(),
+        kind: p.kind.as_str().into(),
         cores: p.cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
         threads: p.threads as i64,
         max_freq_khz: p.max_freq_khz.map(|f| f as i64),
@@ -260,13 +263,18 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
     let pairs: Vec<(&Processor, &Processor)> = processors
         .iter()
         .flat_map(|a| processors.iter().map(move |b| (a, b)))
-        .filter(|(a, b)| a.id != b.id && !a.shares_cores_with(b))
+        .filter(|(a, b)| a.id != b.id && !a.shares_cores_with(b) && !a.kind.is_gpu() && !b.kind.is_gpu())
         .collect();
-    let per_processor_items = 1 + graph.ops.len() + split_items.len() * 2;
-    reporter.begin((processors.len() * per_processor_items + pairs.len() * options.transfer_sizes.len() + 2) as u64);
+    // Copies between each CPU processor and each GPU, measured from the CPU processor's pinned worker.
+    let gpu_pairs: Vec<(&Processor, &Processor)> =
+        processors.iter().filter(|g| g.kind.is_gpu()).flat_map(|g| processors.iter().filter(|c| !c.kind.is_gpu()).map(move |c| (c, g))).collect();
+    let items = |p: &Processor| if p.kind.is_gpu() { 1 + graph.ops.len() } else { 1 + graph.ops.len() + split_items.len() * 2 };
+    let processor_items: usize = processors.iter().map(items).sum();
+    reporter.begin((processor_items + (pairs.len() + gpu_pairs.len()) * options.transfer_sizes.len() + 2) as u64);
 
-    // Reference workload before.
-    let reference_worker = Worker::spawn(&processors[0])?;
+    // Reference workload before, on a CPU processor (the first one profiled).
+    let reference_processor = processors.iter().find(|p| !p.kind.is_gpu()).unwrap_or_else(|| device.all_cores());
+    let reference_worker = Worker::spawn(reference_processor)?;
     reporter.advance("reference workload (before)");
     let before_ms = reference::time(&reference_worker)?;
     session.reference_before_ms = Some(before_ms);
@@ -294,18 +302,24 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
         } else {
             let g = graph.clone();
             let rule = options.model_rule.clone();
-            let result = worker.run(move || -> tract_onnx::prelude::TractResult<_> {
-                let plan = compile(g.optimized(), threads)?;
-                time_model(&plan, &g.random_inputs(0), &rule)
+            let kind = p.kind;
+            let result = worker.run(move || -> tract_onnx::prelude::TractResult<WholeModel> {
+                if kind.is_gpu() {
+                    whole_model_on_gpu(&g, kind, &rule)
+                } else {
+                    let plan = compile(g.optimized(), threads)?;
+                    let times = time_model(&plan, &g.random_inputs(0), &rule)?;
+                    Ok(WholeModel { times, op_nodes: g.ops.iter().map(|o| o.nodes.clone()).collect(), fallbacks: vec![] })
+                }
             })?;
             match result {
-                Ok(times) => {
+                Ok(WholeModel { times, op_nodes, fallbacks }) => {
                     let whole = summarize(&times.plain);
                     let hooked = summarize(&times.hooked);
                     let mut rows = vec![row(&base, None, Target::Model, "whole", Context::InModel, &whole)];
                     let mut op_medians = vec![];
                     for op in &graph.ops {
-                        let samples: Vec<f64> = times.nodes.iter().map(|run| op.nodes.iter().map(|&n| run[n]).sum()).collect();
+                        let samples: Vec<f64> = times.nodes.iter().map(|run| op_nodes[op.id].iter().map(|&n| run[n]).sum()).collect();
                         let s = summarize(&samples);
                         op_medians.push((op.name.clone(), op.kind.clone(), s.median_us));
                         rows.push(row(&base, Some(op.id), Target::Op, "whole", Context::InModel, &s));
@@ -316,6 +330,17 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
                     summary.hook_overhead_pct = Some((hooked.median_us - whole.median_us) / whole.median_us * 100.0);
                     op_medians.sort_by(|a, b| b.2.total_cmp(&a.2));
                     summary.slowest_ops = op_medians.into_iter().take(5).collect();
+                    // Ops a GPU runtime leaves on the CPU: measured in context above (that is what they
+                    // cost in this configuration), but a plan must not count on the GPU for them.
+                    if !fallbacks.is_empty() {
+                        let rows: Vec<UnsupportedRow> = fallbacks
+                            .iter()
+                            .map(|(op, reason)| UnsupportedRow { device_id: device.id.clone(), model_id, op_id: *op as i64, processor_id: p.id.clone(), reason: reason.clone() })
+                            .collect();
+                        store.upsert_unsupported(&rows)?;
+                        summary.unsupported = rows.len();
+                        unsupported_total.extend(fallbacks.iter().map(|(op, _)| *op));
+                    }
                 }
                 Err(e) => {
                     // The whole model does not run here: every op is unsupported on this processor.
@@ -328,6 +353,14 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
                     continue;
                 }
             }
+        }
+
+        if p.kind.is_gpu() {
+            // Ops alone and split parts on a GPU need stage models cut from the decluttered graph (tract's
+            // GPU transform has nothing to translate in the optimised one): not measured yet.
+            tracing::info!(processor = %p.id, "ops alone and split parts are not measured on GPUs yet");
+            summaries.push(summary);
+            continue;
         }
 
         // Every op alone.
@@ -401,21 +434,38 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
                     continue;
                 }
                 let s = measure_transfer(&wa, &wb, bytes, &options.item_rule)?;
-                store.upsert_transfers(&[TransferRow {
-                    device_id: device.id.clone(),
-                    session_id: Some(session.id),
-                    src_processor: a.id.clone(),
-                    dst_processor: b.id.clone(),
-                    bytes: bytes as i64,
-                    samples: s.samples as i64,
-                    median_us: s.median_us,
-                    p10_us: s.p10_us,
-                    p90_us: s.p90_us,
-                    cv: s.cv,
-                    ..Default::default()
-                }])?;
+                store.upsert_transfers(&[transfer_row(&device.id, session.id, (a.id.clone(), b.id.clone(), bytes as i64), &s)])?;
                 transfers += 1;
             }
+        }
+    }
+    for (cpu, gpu) in &gpu_pairs {
+        let worker = Worker::spawn(cpu)?;
+        for &bytes in &options.transfer_sizes {
+            reporter.advance(&format!("transfer {} <-> {}: {} KiB", cpu.id, gpu.id, bytes >> 10));
+            let up = (cpu.id.clone(), gpu.id.clone(), bytes as i64);
+            let down = (gpu.id.clone(), cpu.id.clone(), bytes as i64);
+            if stored_transfers.contains(&up) && stored_transfers.contains(&down) {
+                skipped += 1;
+                continue;
+            }
+            let (kind, rule) = (gpu.kind, options.item_rule.clone());
+            let measured = worker.run(move || -> tract_onnx::prelude::TractResult<(Summary, Summary)> {
+                crate::gpu::measure_copies(kind, bytes, &rule)
+            })?;
+            let (s_up, s_down) = match measured {
+                Ok(both) => both,
+                Err(e) => {
+                    tracing::warn!(src = %cpu.id, dst = %gpu.id, bytes, error = %format!("{e:#}"), "cannot measure copies to and from the GPU");
+                    break;
+                }
+            };
+            let rows: Vec<TransferRow> = [(up, s_up), (down, s_down)]
+                .into_iter()
+                .map(|(key, s)| transfer_row(&device.id, session.id, key, &s))
+                .collect();
+            store.upsert_transfers(&rows)?;
+            transfers += rows.len();
         }
     }
 
@@ -451,8 +501,49 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
     })
 }
 
+/// The whole model timed on one processor: the timings, each op's nodes in the timed model (by op id),
+/// and the ops a GPU runtime left on the CPU, with the reason.
+struct WholeModel {
+    times: ModelTimes,
+    op_nodes: Vec<Vec<usize>>,
+    fallbacks: Vec<(OpId, String)>,
+}
+
+/// The whole model on a GPU: compiled from the decluttered model through tract's GPU transform, timed
+/// until the device has finished, its nodes charged to ops by name.
+fn whole_model_on_gpu(graph: &Graph, kind: ProcessorKind, rule: &StopRule) -> tract_onnx::prelude::TractResult<WholeModel> {
+    let plan = crate::gpu::compile(kind, graph.decluttered())?;
+    let attribution = crate::gpu::attribute(graph, plan.model());
+    let fallbacks = crate::gpu::fallbacks(kind, plan.model(), &attribution);
+    let mut op_nodes = vec![vec![]; graph.ops.len()];
+    for (node, op) in attribution.iter().enumerate() {
+        if let Some(op) = op {
+            op_nodes[*op].push(node);
+        }
+    }
+    let times = time_model_until(&plan, &graph.random_inputs(0), rule, Completion::Device)?;
+    Ok(WholeModel { times, op_nodes, fallbacks })
+}
+
 impl From<tandem_store::StoreError> for ProfileError {
     fn from(e: tandem_store::StoreError) -> Self {
         ProfileError::Store(e)
+    }
+}
+
+/// The `transfers` row of one measured hand-over `(src, dst, bytes)`.
+fn transfer_row(device_id: &str, session_id: i64, (src, dst, bytes): (String, String, i64), s: &Summary) -> TransferRow {
+    TransferRow {
+        device_id: device_id.to_string(),
+        session_id: Some(session_id),
+        src_processor: src,
+        dst_processor: dst,
+        bytes,
+        samples: s.samples as i64,
+        median_us: s.median_us,
+        p10_us: s.p10_us,
+        p90_us: s.p90_us,
+        cv: s.cv,
+        ..Default::default()
     }
 }
