@@ -23,6 +23,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Everything in one go: profile a model, fit cost models, tune a plan and run it against every
+    /// processor alone, reusing what the database already holds; print a summary.
+    #[command(after_help = "Examples:\n  tandem auto                      # the built-in default model (resnet)\n  tandem auto model.onnx --input-shape 0=1,3,224,224\n  tandem auto mobilenet --json     # the `run` object of the tuned plan, plus model, plan and steps")]
+    Auto(AutoArgs),
     /// Show a model's operators as tandem sees them: kinds, shapes, cost, split axes.
     #[command(after_help = "Examples:\n  tandem inspect model.onnx\n  tandem inspect resnet            # a built-in zoo model\n  tandem inspect model.onnx --input-shape input=1,3,224,224 --json")]
     Inspect(InspectArgs),
@@ -46,6 +50,19 @@ pub enum Command {
     /// store them as a new version, and print their accuracy on data held out from the fit.
     #[command(after_help = "Examples:\n  tandem fit\n  tandem fit --json                  # for programs: models, overall, leave_one_model_out\n  tandem fit --db phone.db --device 3f9a0c1d2e4b5a69   # a profile copied from another device")]
     Fit(FitArgs),
+    /// Run a stored plan on this device's processors: verify its outputs against the single-processor
+    /// run, measure it against every processor running the whole model alone, compare with its
+    /// prediction, and store the run.
+    #[command(after_help = "Examples:\n  tandem run model.onnx --plan 7\n  tandem run resnet --plan 7 --trace run.json   # open run.json in https://ui.perfetto.dev\n  tandem run model.onnx --plan 7 --stream 100 --json")]
+    Run(RunArgs),
+    /// Search the best partition plan of a model across the device's processors (parallel branches,
+    /// split operators, processor sets), predict its timeline with the fitted cost models, and store it.
+    #[command(after_help = "Examples:\n  tandem tune model.onnx\n  tandem tune resnet --objective throughput\n  tandem tune model.onnx --json               # for programs: plan_id, predicted_ms, baselines, stages, search_ms\n  tandem tune model.onnx --device 3f9a0c1d2e4b5a69   # a phone's profile, imported with `tandem import`")]
+    Tune(TuneArgs),
+    /// Merge another tandem database (say, a profile taken on a phone) into this one: devices,
+    /// processors, models, measurements, cost models, plans and runs. Importing twice adds nothing.
+    #[command(after_help = "Examples:\n  tandem import phone.db\n  tandem import phone.db --db workstation.db --json\n  tandem tune model.onnx --device $(tandem query \"select id from devices where hostname = 'phone'\" --format csv | tail -1)")]
+    Import(ImportArgs),
 }
 
 /// A model on the command line.
@@ -63,6 +80,31 @@ impl ModelArgs {
     pub fn shapes(&self) -> Result<Vec<InputShape>, tandem_graph::GraphError> {
         self.input_shape.iter().map(|s| s.parse()).collect()
     }
+}
+
+/// `tandem auto`.
+#[derive(Debug, Args)]
+pub struct AutoArgs {
+    /// An ONNX file, or the name of a built-in zoo model; default: the zoo's default model.
+    pub model: Option<String>,
+    /// Fix an input's shape: NAME=1,3,224,224 (NAME is the input's name or position). Repeatable.
+    #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+    pub input_shape: Vec<String>,
+    /// Processors to profile (comma-separated ids from `tandem devices`); default: all.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub processors: Vec<String>,
+    /// Profiling time budget per op or split part, milliseconds (default 400).
+    #[arg(long, value_name = "MS")]
+    pub budget_ms: Option<u64>,
+    /// Time budget of the final run, plan and baselines together, milliseconds (default 3000).
+    #[arg(long, value_name = "MS")]
+    pub run_budget_ms: Option<u64>,
+    /// What the plan minimises.
+    #[arg(long, value_enum, default_value_t = TuneObjective::Latency)]
+    pub objective: TuneObjective,
+    /// Write the run's measured and predicted timelines as a Chrome trace (opens in Perfetto).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// `tandem inspect`.
@@ -99,6 +141,58 @@ pub struct FitArgs {
     /// The device whose profiles to fit (an id from the `devices` table); default: this device.
     #[arg(long, value_name = "ID")]
     pub device: Option<String>,
+}
+
+/// `tandem run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The plan to run: its id in the `plans` table (printed by `tandem tune`).
+    #[arg(long, value_name = "ID")]
+    pub plan: i64,
+    /// Write the measured and the predicted timeline as a Chrome trace (opens in Perfetto).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Also run N requests through the plan pipelined and report requests per second.
+    #[arg(long, value_name = "N")]
+    pub stream: Option<usize>,
+    /// Time budget of the measurement, plan and baselines together, milliseconds (default 3000).
+    #[arg(long, value_name = "MS")]
+    pub budget_ms: Option<u64>,
+}
+
+/// `tandem tune`.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The device to plan for (an id from the `devices` table, e.g. one imported with `tandem import`);
+    /// default: this device.
+    #[arg(long, value_name = "ID")]
+    pub device: Option<String>,
+    /// What to minimise: the latency of one request, or the time between requests streamed through
+    /// the plan's stages.
+    #[arg(long, value_enum, default_value_t = TuneObjective::Latency)]
+    pub objective: TuneObjective,
+}
+
+/// What `tandem tune` minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TuneObjective {
+    /// Time of one request, from input to output.
+    Latency,
+    /// Requests per second with stages pipelined across requests.
+    Throughput,
+}
+
+/// `tandem import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The tandem database to merge into this one (`--db`).
+    pub other: PathBuf,
 }
 
 /// `tandem devices`.

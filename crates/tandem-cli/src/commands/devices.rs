@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use tandem_device::{Device, EnvSnapshot, Processor};
+use tandem_device::{Device, EnvSnapshot, GpuNote, Processor};
 
 use crate::cli::DevicesArgs;
 use crate::table::Table;
@@ -11,7 +11,8 @@ use crate::table::Table;
 ///
 /// ```text
 /// { "device": {id, hostname, cpu_model, cores, memory_bytes, clusters},
-///   "processors": [{id, kind, cores, threads, max_freq_khz}],
+///   "processors": [{id, kind, cores, threads, max_freq_khz, name?}],
+///   "gpu_notes": [{runtime, message}],
 ///   "environment": {device_id, timestamp_ms, load_average {one, five, fifteen}, core_freq_khz [{core, khz}],
 ///                   temperatures [{zone, celsius}], other_cpu_percent, window_ms} }
 /// ```
@@ -21,8 +22,10 @@ use crate::table::Table;
 pub struct DevicesReport {
     /// The device.
     pub device: DeviceSummary,
-    /// Its processors: every core, each cluster, all cores.
+    /// Its processors: every core, each cluster, all cores, then GPUs (`cuda:0`) where a runtime loads.
     pub processors: Vec<Processor>,
+    /// Why a GPU runtime gave no processor (built without its feature, no driver...).
+    pub gpu_notes: Vec<GpuNote>,
     /// The environment right now.
     pub environment: EnvSnapshot,
 }
@@ -57,6 +60,7 @@ pub fn report(device: &Device, window_ms: u64) -> DevicesReport {
             clusters: device.clusters(),
         },
         processors: device.processors.clone(),
+        gpu_notes: device.gpu_notes.clone(),
         environment,
     }
 }
@@ -66,6 +70,9 @@ fn mhz(khz: Option<u64>) -> String {
 }
 
 fn cores(cores: &[usize]) -> String {
+    if cores.is_empty() {
+        return "-".into();
+    }
     // The id already says it compactly (`cpu:4-7`): reuse its list part.
     tandem_device::cpu_set_id(cores).trim_start_matches("cpu:").to_string()
 }
@@ -89,9 +96,16 @@ pub fn run(args: &DevicesArgs, json: bool) -> Result<()> {
     ))?;
     let mut t = Table::new(&["processor", "kind", "cores", "threads", "max MHz"]);
     for p in &r.processors {
-        t.row(vec![p.id.clone(), p.kind.to_string(), cores(&p.cores), p.threads.to_string(), mhz(p.max_freq_khz)]);
+        let kind = match &p.name {
+            Some(name) => format!("{} ({name})", p.kind),
+            None => p.kind.to_string(),
+        };
+        t.row(vec![p.id.clone(), kind, cores(&p.cores), p.threads.to_string(), mhz(p.max_freq_khz)]);
     }
     crate::out(&t.render())?;
+    for note in &r.gpu_notes {
+        crate::out(&format!("no GPU from {note}\n"))?;
+    }
 
     let e = &r.environment;
     let load = e.load_average.map(|l| format!("{:.2} {:.2} {:.2} (1, 5, 15 min)", l.one, l.five, l.fifteen)).unwrap_or_else(|| "unknown".into());

@@ -121,13 +121,24 @@ pub struct TrainingJson {
 
 /// Runs `tandem fit`.
 pub fn run(args: &FitArgs, db: &Path, json: bool) -> Result<()> {
-    let started = Instant::now();
     let store = Store::open(db)?;
     let device = match &args.device {
         Some(d) => d.clone(),
         None => tandem_device::Device::discover()?.id,
     };
-    let (set, models, skipped) = training_set(&store, &device)?;
+    let out = fit(&store, &device, db)?;
+    if json {
+        return super::print_json(&out);
+    }
+    print_tables(&out)
+}
+
+/// Fits cost models on every measurement of `device` in the store, evaluates them on held-out data and
+/// stores them as a new version (`db` names the database in messages).
+pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
+    let started = Instant::now();
+    let device = device.to_string();
+    let (set, models, skipped) = training_set(store, &device)?;
     if set.ops.is_empty() {
         let others: Vec<String> = store.devices()?.into_iter().map(|d| d.id).filter(|d| *d != device).collect();
         let hint = if others.is_empty() {
@@ -204,10 +215,7 @@ pub fn run(args: &FitArgs, db: &Path, json: bool) -> Result<()> {
         evaluate_s: report.evaluate_s,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
-    if json {
-        return super::print_json(&out);
-    }
-    print_tables(&out)
+    Ok(out)
 }
 
 /// Reads the device's measurements into the cost crate's training structs. Returns the set, the number

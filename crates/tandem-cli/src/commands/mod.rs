@@ -1,11 +1,15 @@
 //! One module per subcommand.
 
+pub mod auto;
 pub mod devices;
 pub mod export;
 pub mod fit;
+pub mod import;
 pub mod inspect;
 pub mod profile;
 pub mod query;
+pub mod run;
+pub mod tune;
 pub mod zoo;
 
 use anyhow::Result;
@@ -16,6 +20,7 @@ use crate::cli::{Cli, Command, ModelArgs};
 /// Runs the parsed command.
 pub fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
+        Command::Auto(args) => auto::run(args, &cli.db, cli.json),
         Command::Inspect(args) => inspect::run(args, cli.json),
         Command::Zoo(args) => zoo::run(args, cli.json),
         Command::Query(args) => query::run(args, &cli.db, cli.json),
@@ -23,6 +28,9 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Devices(args) => devices::run(args, cli.json),
         Command::Profile(args) => profile::run(args, &cli.db, cli.json),
         Command::Fit(args) => fit::run(args, &cli.db, cli.json),
+        Command::Run(args) => run::run(args, &cli.db, cli.json),
+        Command::Tune(args) => tune::run(args, &cli.db, cli.json),
+        Command::Import(args) => import::run(args, &cli.db, cli.json),
     }
 }
 

@@ -29,23 +29,7 @@ impl Reporter for Bar {
 /// Runs `tandem profile`.
 pub fn run(args: &ProfileArgs, db: &std::path::Path, json: bool) -> Result<()> {
     let graph = Arc::new(super::load_model(&args.model)?);
-    let device = Device::discover()?;
-    // Check the processor names before touching the database.
-    device.processors_from_list(&args.processors)?;
-    let store = tandem_store::Store::open(db)?;
-    let mut options = ProfileOptions { processors: args.processors.clone(), force: args.force, ..Default::default() };
-    if let Some(b) = args.budget_ms {
-        options.item_rule.budget_s = b as f64 / 1e3;
-    }
-    if args.no_transfers {
-        options.transfer_sizes.clear();
-    }
-    let bar = if json { ProgressBar::hidden() } else { ProgressBar::new(0) };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let report = tandem_profile::profile(graph.clone(), &device, &store, &options, &Bar(bar))?;
+    let report = measure(graph.clone(), args, db, !json)?;
     if json {
         return super::print_json(&serde_json::json!({
             "profile_id": report.profile_id,
@@ -58,6 +42,28 @@ pub fn run(args: &ProfileArgs, db: &std::path::Path, json: bool) -> Result<()> {
         }));
     }
     print_summary(&graph.name, &report)
+}
+
+/// Profiles `graph` as `args` ask (processors, budget, transfers, force), with a progress bar on stderr
+/// when `progress`. What the database already holds is kept, not measured again (unless `--force`).
+pub fn measure(graph: Arc<tandem_graph::Graph>, args: &ProfileArgs, db: &std::path::Path, progress: bool) -> Result<ProfileReport> {
+    let device = Device::discover()?;
+    // Check the processor names before touching the database.
+    device.processors_from_list(&args.processors)?;
+    let store = tandem_store::Store::open(db)?;
+    let mut options = ProfileOptions { processors: args.processors.clone(), force: args.force, ..Default::default() };
+    if let Some(b) = args.budget_ms {
+        options.item_rule.budget_s = b as f64 / 1e3;
+    }
+    if args.no_transfers {
+        options.transfer_sizes.clear();
+    }
+    let bar = if progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Ok(tandem_profile::profile(graph, &device, &store, &options, &Bar(bar))?)
 }
 
 fn print_summary(model: &str, r: &ProfileReport) -> Result<()> {

@@ -23,12 +23,16 @@ fn devices_json_has_the_contract_fields() {
     let cores = device["cores"].as_u64().unwrap() as usize;
     assert!(cores >= 1);
 
-    let processors = v["processors"].as_array().unwrap();
-    for p in processors {
+    let all = v["processors"].as_array().unwrap();
+    for p in all {
         for field in ["id", "kind", "cores", "threads", "max_freq_khz"] {
             assert!(p.get(field).is_some(), "processor lacks {field}: {p}");
         }
-        assert_eq!(p["kind"], "cpu");
+    }
+    // GPUs (built with a GPU feature, on a machine with the driver) come after the CPUs.
+    let processors: Vec<&serde_json::Value> = all.iter().filter(|p| p["kind"] == "cpu").collect();
+    assert_eq!(all[..processors.len()].iter().collect::<Vec<_>>(), processors);
+    for p in &processors {
         assert_eq!(p["threads"].as_u64().unwrap() as usize, p["cores"].as_array().unwrap().len());
     }
     let ids: Vec<&str> = processors.iter().map(|p| p["id"].as_str().unwrap()).collect();
@@ -49,6 +53,21 @@ fn devices_json_has_the_contract_fields() {
     }
     if cfg!(target_os = "linux") {
         assert!(env["load_average"]["one"].as_f64().is_some(), "{env}");
+    }
+}
+
+#[test]
+fn devices_says_why_there_is_no_gpu() {
+    let v = devices_json();
+    let notes = v["gpu_notes"].as_array().expect("gpu_notes is a list");
+    let has_cuda = v["processors"].as_array().unwrap().iter().any(|p| p["kind"] == "cuda");
+    if !has_cuda && !cfg!(target_os = "macos") {
+        // Built without the feature (the README's build), or with it on a machine without a driver.
+        let note = notes.iter().find(|n| n["runtime"] == "cuda").unwrap_or_else(|| panic!("no cuda note: {v}"));
+        let message = note["message"].as_str().unwrap();
+        assert!(message.contains("--features cuda") || message.contains("libcuda") || message.contains("CUDA"), "{message}");
+        let o = tandem(&["devices", "--window-ms", "20"]);
+        assert!(stdout(&o).contains(&format!("no GPU from cuda: {message}")), "{}", stdout(&o));
     }
 }
 

@@ -3,8 +3,11 @@
 
 mod common;
 
+mod auto;
 mod cli;
 mod devices;
 mod fit;
 mod profile;
+mod run;
 mod store;
+mod tune;

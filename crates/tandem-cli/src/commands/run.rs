@@ -1,0 +1,241 @@
+//! `tandem run`: execute a stored plan on this device's processors, verify it, measure it against every
+//! processor alone, compare with its prediction, and store the run.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+use tandem_device::{Device, EnvSnapshot};
+use tandem_exec::{Executor, MeasureOptions, RunReport};
+use tandem_graph::Graph;
+use tandem_plan::Plan;
+use tandem_store::{RunRow, Store};
+
+use crate::cli::RunArgs;
+use crate::table::Table;
+
+/// The JSON printed by `tandem run --json` (and, with `model` and `plan`, by `tandem auto --json`): the
+/// [`RunReport`]'s fields at the top level, plus the plan, the stored run and the latency in ms:
+///
+/// ```text
+/// { "plan_id", "run_id", "model", "verified", "max_abs_diff", "max_rel_diff", "tolerance",
+///   "outputs": [{name, max_abs_diff, max_rel_diff, ok}],
+///   "measured_ms": {median, p90, p10, samples, cv} | null,        // null when verification failed
+///   "measured": {median_us, p10_us, p90_us, ...} | null,
+///   "predicted_ms" | null, "prediction_error" | null,             // (predicted - measured) / measured
+///   "baselines": [{name: "single:<processor>", processor, measured_ms, p90_ms, samples, cv}],
+///   "best_baseline", "speedup_vs_best_baseline",                  // best baseline median / plan median
+///   "stages": [{stage, processor, ops, part, measured_us, p90_us, start_us, end_us, wait_us, predicted_us, predicted_start_us}],
+///   "transfers": [{from_stage, to_stage, src, dst, bytes, measured_us, predicted_us}],
+///   "handover_us", "timeline": {latency_us, period_us, spans},
+///   "stream": {requests, window, rps, predicted_rps, sequential_rps, latency_median_ms, elapsed_ms} | null,
+///   "trace": path | null, "elapsed_s" }
+/// ```
+///
+/// The plan's time is taken from the caller's side (its dispatch overhead included), a baseline's
+/// inside its pinned worker around tract's run; runs of the plan and of the baselines alternate.
+#[derive(Debug, Serialize)]
+pub struct RunJson {
+    /// The plan run.
+    pub plan_id: i64,
+    /// The row written to `runs`.
+    pub run_id: i64,
+    /// The model's name.
+    pub model: String,
+    /// The plan's measured latency in milliseconds.
+    pub measured_ms: Option<MeasuredMs>,
+    /// Where the Chrome trace was written, with `--trace`.
+    pub trace: Option<String>,
+    /// Everything measured.
+    #[serde(flatten)]
+    pub report: RunReport,
+}
+
+/// The plan's latency distribution.
+#[derive(Debug, Serialize)]
+pub struct MeasuredMs {
+    /// Median.
+    pub median: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 10th percentile.
+    pub p10: f64,
+    /// Samples kept.
+    pub samples: usize,
+    /// Coefficient of variation.
+    pub cv: f64,
+}
+
+/// A plan executed and stored.
+#[derive(Debug)]
+pub struct Executed {
+    /// The plan as stored.
+    pub plan: Plan,
+    /// The JSON object of `run --json`, with everything measured.
+    pub json: RunJson,
+}
+
+/// Runs `tandem run`.
+pub fn run(args: &RunArgs, db: &Path, json: bool) -> Result<()> {
+    let graph = Arc::new(super::load_model(&args.model)?);
+    let device = Device::discover()?;
+    let store = Store::open(db)?;
+    let mut options = MeasureOptions { stream: args.stream, ..Default::default() };
+    if let Some(ms) = args.budget_ms {
+        options.rule.budget_s = ms as f64 / 1e3;
+    }
+    let done = execute(graph, args.plan, &store, &device, &options, args.trace.as_deref())?;
+    if json {
+        super::print_json(&done.json)?;
+    } else {
+        print_summary(&done)?;
+    }
+    fail_unverified(&done.json.report)
+}
+
+/// Reads plan `plan_id`, refuses it when it was made for another model, another device, with cost
+/// models older than the newest, or names a processor this device lacks; then runs, verifies and
+/// measures it, writes `trace` when given, and stores the run (per-stage and per-transfer timings,
+/// baselines and both timelines in `runs.details`). A plan that fails verification is stored too,
+/// with `verified = 0`: see [`fail_unverified`].
+pub fn execute(graph: Arc<Graph>, plan_id: i64, store: &Store, device: &Device, options: &MeasureOptions, trace: Option<&Path>) -> Result<Executed> {
+    let row = store.plan(plan_id)?.with_context(|| {
+        format!("no plan {plan_id} in {}: run `tandem tune {}` first, or list the plans with `tandem query \"select id, model_id, predicted_ms from plans\"`", store.path().display(), graph.name)
+    })?;
+    let plan: Plan = serde_json::from_str(&row.plan).with_context(|| format!("plan {plan_id} in {} cannot be read; run `tandem tune` again", store.path().display()))?;
+    plan.check_model(&tandem_plan::build::model_ref(&graph))?;
+    if plan.device_id != device.id {
+        bail!("plan {plan_id} was made for device {}, but this device is {}: run `tandem tune` on this device", plan.device_id, device.id);
+    }
+    let ids: Vec<&str> = device.processors.iter().map(|p| p.id.as_str()).collect();
+    plan.check_processors(&ids)?;
+    plan.check_cost_model(store.latest_cost_model_version(&device.id)?)?;
+
+    let env_before = EnvSnapshot::take(device);
+    let exec = Executor::new(graph.clone(), &plan, &device.processors)?;
+    let report = tandem_exec::measure(&exec, &device.processors, options)?;
+    let env_after = EnvSnapshot::take(device);
+    if let Some(path) = trace {
+        let t = tandem_exec::chrome_trace(&report.timeline, &plan.predicted, exec.processors());
+        std::fs::write(path, serde_json::to_string(&t)?).with_context(|| format!("cannot write the trace to {}", path.display()))?;
+    }
+    drop(exec);
+
+    let measured = report.measured.as_ref();
+    let details = serde_json::json!({
+        "model": graph.name,
+        "stages": report.stages,
+        "transfers": report.transfers,
+        "handover_us": report.handover_us,
+        "outputs": report.outputs,
+        "tolerance": report.tolerance,
+        "measured": report.measured,
+        "timeline": report.timeline,
+        "predicted_timeline": plan.predicted,
+        "stream": report.stream,
+        "options": options,
+        "env_before": env_before,
+        "env_after": env_after,
+        "elapsed_s": report.elapsed_s,
+    });
+    let baselines: Vec<serde_json::Value> = report.baselines.iter().map(|b| serde_json::json!({"name": b.name, "measured_ms": b.measured_ms, "p90_ms": b.p90_ms, "samples": b.samples})).collect();
+    let run_id = store.insert_run(&RunRow {
+        plan_id,
+        device_id: device.id.clone(),
+        verified: report.verified,
+        max_abs_diff: Some(report.max_abs_diff).filter(|d| d.is_finite()),
+        max_rel_diff: Some(report.max_rel_diff).filter(|d| d.is_finite()),
+        median_ms: measured.map(|m| m.median_us / 1e3),
+        p90_ms: measured.map(|m| m.p90_us / 1e3),
+        predicted_ms: report.predicted_ms,
+        prediction_error: report.prediction_error,
+        baselines: serde_json::to_string(&baselines)?,
+        details: details.to_string(),
+        ..Default::default()
+    })?;
+    let json = RunJson {
+        plan_id,
+        run_id,
+        model: graph.name.clone(),
+        measured_ms: measured.map(|m| MeasuredMs { median: m.median_us / 1e3, p90: m.p90_us / 1e3, p10: m.p10_us / 1e3, samples: m.samples, cv: m.cv }),
+        trace: trace.map(|p| p.display().to_string()),
+        report,
+    };
+    Ok(Executed { plan, json })
+}
+
+/// The error ending a run whose outputs differ from the single-processor run: it names the output and
+/// the differences.
+pub fn fail_unverified(report: &RunReport) -> Result<()> {
+    match tandem_exec::failure(&report.outputs, report.tolerance) {
+        Some(message) => bail!("{message}; the run is stored with verified = 0"),
+        None => Ok(()),
+    }
+}
+
+fn print_summary(done: &Executed) -> Result<()> {
+    let (j, r, plan) = (&done.json, &done.json.report, &done.plan);
+    let mut out = format!(
+        "plan {} for {} ({} stages on {}): run {} stored\n",
+        j.plan_id,
+        j.model,
+        plan.stages.len(),
+        plan.processors.join(", "),
+        j.run_id
+    );
+    out.push_str(&format!(
+        "verified: {} (max abs diff {:.3e}, max rel diff {:.3e} against the single-processor run)\n",
+        if r.verified { "yes" } else { "NO" },
+        r.max_abs_diff,
+        r.max_rel_diff
+    ));
+    if let Some(m) = &j.measured_ms {
+        let predicted = match (r.predicted_ms, r.prediction_error) {
+            (Some(p), Some(e)) => format!(", predicted {p:.3} ms ({:+.1}%)", e * 100.0),
+            _ => String::new(),
+        };
+        out.push_str(&format!("measured: median {:.3} ms, p90 {:.3} ms over {} runs{predicted}\n", m.median, m.p90, m.samples));
+        let mut t = Table::new(&["baseline", "median ms", "p90 ms", "plan speedup"]);
+        for b in &r.baselines {
+            t.row(vec![b.name.clone(), format!("{:.3}", b.measured_ms), format!("{:.3}", b.p90_ms), format!("{:.2}", b.measured_ms / m.median)]);
+        }
+        out.push_str(&t.render());
+        if let (Some(best), Some(s)) = (&r.best_baseline, r.speedup_vs_best_baseline) {
+            out.push_str(&format!("speedup against the best baseline ({best}): {s:.2}x\n"));
+        }
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
+        let mut t = Table::new(&["stage", "processor", "ops", "start µs", "measured µs", "predicted µs", "wait µs"]);
+        for s in &r.stages {
+            let ops = match s.part {
+                Some([split, a, b]) => format!("split {split} [{a}..{b})"),
+                None => ops_label(&s.ops),
+            };
+            t.row(vec![s.stage.to_string(), s.processor.clone(), ops, format!("{:.0}", s.start_us), format!("{:.0}", s.measured_us), f(s.predicted_us), format!("{:.0}", s.wait_us)]);
+        }
+        out.push_str(&t.render());
+        if let Some(h) = r.handover_us {
+            out.push_str(&format!("hand-over between processors: {h:.0} µs median (ready to started)\n"));
+        }
+        if let Some(s) = &r.stream {
+            let predicted = s.predicted_rps.map(|p| format!(", predicted {p:.1}")).unwrap_or_default();
+            out.push_str(&format!("stream of {} requests: {:.1} requests/s{predicted} (one at a time: {:.1})\n", s.requests, s.rps, s.sequential_rps));
+        }
+    }
+    if let Some(t) = &j.trace {
+        out.push_str(&format!("trace written to {t}: open it in https://ui.perfetto.dev\n"));
+    }
+    out.push_str(&format!("dig further: tandem query \"select * from runs where id = {}\"\n", j.run_id));
+    crate::out(&out)?;
+    Ok(())
+}
+
+/// `0-17` for a contiguous run of op ids, else the count.
+fn ops_label(ops: &[usize]) -> String {
+    match ops {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [first, .., last] if last - first + 1 == ops.len() => format!("{first}-{last}"),
+        _ => format!("{} ops", ops.len()),
+    }
+}

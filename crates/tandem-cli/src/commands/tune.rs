@@ -1,0 +1,342 @@
+//! `tandem tune`: search the best partition plan of a model for a device's processors with the
+//! device's newest cost models, store it, and print it against every processor running the model alone.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+use tandem_cost::{CostModels, ModelRecord};
+use tandem_graph::Graph;
+use tandem_plan::build::{self, BuildOptions};
+use tandem_plan::{Objective, Plan, ProcessorSpec, SearchOptions, SearchResult};
+use tandem_store::{ModelRow, PlanRow, Store};
+
+use crate::cli::{TuneArgs, TuneObjective};
+use crate::table::Table;
+
+/// The JSON printed by `tandem tune --json`:
+///
+/// ```text
+/// { "plan_id", "model_id", "model", "device_id", "cost_model_version", "objective",
+///   "predicted_ms",                                   // one request, from input to the last output
+///   "period_ms", "throughput_rps",                    // requests streamed through the stages
+///   "baselines": [{processor, predicted_ms}],         // each processor running the whole model alone
+///   "best_baseline", "speedup_vs_best_baseline",      // best baseline's latency (period) / the plan's
+///   "stages": [{id, processor, ops, kinds, part: {split, start, end, share} | null, deps, start_ms, end_ms}],
+///   "splits": [{ops, axis, bounds}], "transfers": [{from_stage, to_stage, src, dst, bytes}],
+///   "configurations": [[processor]], "candidates", "search_ms", "elapsed_s" }
+/// ```
+///
+/// The plan itself (what `tandem run` executes) is the `plan` column of the `plans` row `plan_id`.
+#[derive(Debug, Serialize)]
+pub struct TuneJson {
+    /// The stored plan's id.
+    pub plan_id: i64,
+    /// The model's row id.
+    pub model_id: i64,
+    /// The model's name.
+    pub model: String,
+    /// The device planned for.
+    pub device_id: String,
+    /// The cost models used.
+    pub cost_model_version: i64,
+    /// `latency` or `throughput`.
+    pub objective: Objective,
+    /// Predicted latency of one request.
+    pub predicted_ms: f64,
+    /// Predicted time between requests, pipelined.
+    pub period_ms: f64,
+    /// Predicted requests per second, pipelined.
+    pub throughput_rps: f64,
+    /// Each processor running the whole model alone.
+    pub baselines: Vec<BaselineJson>,
+    /// The fastest of them.
+    pub best_baseline: Option<String>,
+    /// Its predicted latency over the plan's (periods, for the throughput objective).
+    pub speedup_vs_best_baseline: Option<f64>,
+    /// The plan's stages with their predicted times.
+    pub stages: Vec<StageJson>,
+    /// Ops split across processors.
+    pub splits: Vec<tandem_plan::Split>,
+    /// Hand-overs between processors.
+    pub transfers: Vec<tandem_plan::Transfer>,
+    /// The processor sets searched (processors sharing no core).
+    pub configurations: Vec<Vec<String>>,
+    /// Candidate plans scored.
+    pub candidates: usize,
+    /// Time the search took.
+    pub search_ms: f64,
+    /// Time the whole command took.
+    pub elapsed_s: f64,
+}
+
+/// One processor running the whole model.
+#[derive(Debug, Serialize)]
+pub struct BaselineJson {
+    /// The processor.
+    pub processor: String,
+    /// Predicted latency.
+    pub predicted_ms: f64,
+}
+
+/// One stage of the plan.
+#[derive(Debug, Serialize)]
+pub struct StageJson {
+    /// Its index in the plan.
+    pub id: usize,
+    /// Where it runs.
+    pub processor: String,
+    /// Its op ids.
+    pub ops: Vec<usize>,
+    /// Its op kinds with their counts, `Conv×3 Max×2`.
+    pub kinds: String,
+    /// For one part of a split: which split, its range of the axis, its share.
+    pub part: Option<PartJson>,
+    /// Stages it waits for.
+    pub deps: Vec<usize>,
+    /// Predicted start.
+    pub start_ms: f64,
+    /// Predicted end.
+    pub end_ms: f64,
+}
+
+/// A part of a split.
+#[derive(Debug, Serialize)]
+pub struct PartJson {
+    /// Index into `splits`.
+    pub split: usize,
+    /// Range start along the axis.
+    pub start: usize,
+    /// Range end.
+    pub end: usize,
+    /// Share of the axis.
+    pub share: f64,
+}
+
+/// A plan searched and stored.
+#[derive(Debug)]
+pub struct Tuned {
+    /// The plan as stored.
+    pub plan: Plan,
+    /// What the search found.
+    pub search: SearchResult,
+    /// The JSON of `tune --json`.
+    pub json: TuneJson,
+}
+
+/// Runs `tandem tune`.
+pub fn run(args: &TuneArgs, db: &Path, json: bool) -> Result<()> {
+    let started = Instant::now();
+    let graph = super::load_model(&args.model)?;
+    let store = Store::open(db)?;
+    let objective = match args.objective {
+        TuneObjective::Latency => Objective::Latency,
+        TuneObjective::Throughput => Objective::Throughput,
+    };
+    let mut tuned = tune(&graph, &store, args.device.as_deref(), objective)?;
+    tuned.json.elapsed_s = started.elapsed().as_secs_f64();
+    if json {
+        return super::print_json(&tuned.json);
+    }
+    print_plan(&tuned, &args.model.model)
+}
+
+/// The device's newest cost models and their version, or an error saying how to get them.
+pub fn cost_models(store: &Store, device: &str, model: &str) -> Result<CostModels> {
+    let Some(version) = store.latest_cost_model_version(device)? else {
+        bail!("no cost models for device {device} in {}: run `tandem profile {model}` and then `tandem fit` first", store.path().display());
+    };
+    let records = store
+        .cost_models(device, version)?
+        .into_iter()
+        .map(|r| {
+            let params = serde_json::from_str(&r.params).with_context(|| format!("the {} model of {} (version {version}) is not JSON; run `tandem fit` again", r.op_kind, r.processor_id))?;
+            Ok(ModelRecord { processor: r.processor_id, op_kind: r.op_kind, params, samples: r.samples, mape: r.mape, within_10pct: r.within_10pct, fallback_of: r.fallback_of })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CostModels::from_records(device, version, &records)?)
+}
+
+/// Searches the best plan for `graph` on `device` (this device when `None`) and stores it; the model
+/// is registered when it was never profiled.
+pub fn tune(graph: &Graph, store: &Store, device: Option<&str>, objective: Objective) -> Result<Tuned> {
+    let device = match device {
+        Some(d) => {
+            if store.device(d)?.is_none() {
+                let known: Vec<String> = store.devices()?.into_iter().map(|d| d.id).collect();
+                let hint = if known.is_empty() { "it holds no device yet".to_string() } else { format!("it holds {}", known.join(", ")) };
+                bail!("no device {d} in {} ({hint}): profile on that device and `tandem import` its database", store.path().display());
+            }
+            d.to_string()
+        }
+        None => tandem_device::Device::discover()?.id,
+    };
+    let models = cost_models(store, &device, &graph.name)?;
+    let processors: Vec<ProcessorSpec> = store
+        .processors(&device)?
+        .into_iter()
+        .map(|p| ProcessorSpec { id: p.id, cores: p.cores.split(',').filter_map(|c| c.trim().parse().ok()).collect(), memory_bytes: None })
+        .collect();
+    if processors.is_empty() {
+        bail!("device {device} has no processors in {}: run `tandem profile {}` on it", store.path().display(), graph.name);
+    }
+    let model_ref = build::model_ref(graph);
+    let model_id = match store.find_model(&model_ref.content_hash, &model_ref.input_shapes)? {
+        Some(m) => m.id,
+        None => store.upsert_model(&ModelRow {
+            content_hash: model_ref.content_hash.clone(),
+            name: graph.name.clone(),
+            input_shapes: model_ref.input_shapes.clone(),
+            total_flops: graph.total_flops() as i64,
+            op_count: graph.ops.len() as i64,
+            ..Default::default()
+        })?,
+    };
+    let unsupported: Vec<(usize, String)> = store.unsupported(&device, model_id)?.into_iter().map(|u| (u.op_id as usize, u.processor_id)).collect();
+    let problem = build::problem(graph, &models, &processors, &unsupported, &BuildOptions::default());
+    let search = tandem_plan::search(&problem, &SearchOptions { objective, ..Default::default() })?;
+    let plan = search.plan(&problem, objective, model_ref, &device, Some(models.version))?;
+    let plan_id = store
+        .insert_plan(&PlanRow {
+            model_id,
+            device_id: device.clone(),
+            cost_model_version: Some(models.version),
+            objective: objective.as_str().into(),
+            plan: serde_json::to_string(&plan)?,
+            predicted_ms: plan.predicted.latency_us / 1e3,
+            ..Default::default()
+        })
+        .context("storing the plan")?;
+    let json = describe(graph, &plan, &search, plan_id, model_id);
+    Ok(Tuned { plan, search, json })
+}
+
+fn describe(graph: &Graph, plan: &Plan, search: &SearchResult, plan_id: i64, model_id: i64) -> TuneJson {
+    let spans: BTreeMap<usize, (f64, f64)> = plan.predicted.spans.iter().filter(|s| s.name.starts_with("stage")).map(|s| (s.stage, (s.start_us, s.end_us))).collect();
+    let best = search.best_baseline(plan.objective);
+    let latency_ms = plan.predicted.latency_us / 1e3;
+    TuneJson {
+        plan_id,
+        model_id,
+        model: graph.name.clone(),
+        device_id: plan.device_id.clone(),
+        cost_model_version: plan.cost_model_version.unwrap_or(0),
+        objective: plan.objective,
+        predicted_ms: latency_ms,
+        period_ms: plan.predicted.period_us / 1e3,
+        throughput_rps: plan.predicted.throughput_rps(),
+        baselines: search.baselines.iter().map(|b| BaselineJson { processor: b.processor.clone(), predicted_ms: b.latency_us / 1e3 }).collect(),
+        best_baseline: best.map(|b| b.processor.clone()),
+        speedup_vs_best_baseline: best.map(|b| match plan.objective {
+            Objective::Latency => b.latency_us / plan.predicted.latency_us,
+            Objective::Throughput => b.period_us / plan.predicted.period_us,
+        }),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| {
+                let (start, end) = spans.get(&s.id).copied().unwrap_or_default();
+                StageJson {
+                    id: s.id,
+                    processor: s.processor.clone(),
+                    ops: s.ops.clone(),
+                    kinds: kinds(graph, &s.ops),
+                    part: s.part.as_ref().map(|p| PartJson {
+                        split: p.split,
+                        start: p.start,
+                        end: p.end,
+                        share: (p.end - p.start) as f64 / *plan.splits[p.split].bounds.last().unwrap_or(&1) as f64,
+                    }),
+                    deps: s.deps.clone(),
+                    start_ms: start / 1e3,
+                    end_ms: end / 1e3,
+                }
+            })
+            .collect(),
+        splits: plan.splits.clone(),
+        transfers: plan.transfers.clone(),
+        configurations: search.configurations.clone(),
+        candidates: search.evaluations,
+        search_ms: search.search_ms,
+        elapsed_s: 0.0,
+    }
+}
+
+/// `Conv×3 Max×2`, most frequent first.
+fn kinds(graph: &Graph, ops: &[usize]) -> String {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for &o in ops {
+        *count.entry(graph.ops[o].kind.as_str()).or_default() += 1;
+    }
+    let mut list: Vec<(&str, usize)> = count.into_iter().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    list.iter().map(|(k, n)| if *n == 1 { k.to_string() } else { format!("{k}×{n}") }).collect::<Vec<_>>().join(" ")
+}
+
+/// `3-17, 20`: op ids as runs.
+fn ranges(ops: &[usize]) -> String {
+    let mut out: Vec<String> = vec![];
+    let mut i = 0;
+    while i < ops.len() {
+        let mut j = i;
+        while j + 1 < ops.len() && ops[j + 1] == ops[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j { ops[i].to_string() } else { format!("{}-{}", ops[i], ops[j]) });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+fn print_plan(t: &Tuned, model_arg: &str) -> Result<()> {
+    let j = &t.json;
+    let mut out = format!(
+        "plan {} for {} on device {} (cost models version {}), minimising {}\n",
+        j.plan_id,
+        j.model,
+        j.device_id,
+        j.cost_model_version,
+        j.objective.as_str()
+    );
+    let against = match (&j.best_baseline, j.speedup_vs_best_baseline) {
+        (Some(b), Some(s)) => format!(", {s:.2}x the best single processor ({b})"),
+        _ => ", no processor can run the whole model alone".into(),
+    };
+    out.push_str(&format!(
+        "predicted {:.3} ms per request on {}{against}; pipelined: one request every {:.3} ms ({:.1}/s)\n\n",
+        j.predicted_ms,
+        t.plan.processors.join(" + "),
+        j.period_ms,
+        j.throughput_rps
+    ));
+    let mut table = Table::new(&["stage", "processor", "ops", "kinds", "split", "after", "start ms", "end ms"]);
+    for s in &j.stages {
+        let split = match &s.part {
+            Some(p) => {
+                let sp = &t.plan.splits[p.split];
+                format!("{}% of axis {} [{}..{})", (100.0 * p.share).round(), sp.axis, p.start, p.end)
+            }
+            None => "-".into(),
+        };
+        let deps = if s.deps.is_empty() { "-".into() } else { ranges(&s.deps) };
+        table.row(vec![s.id.to_string(), s.processor.clone(), ranges(&s.ops), s.kinds.clone(), split, deps, format!("{:.3}", s.start_ms), format!("{:.3}", s.end_ms)]);
+    }
+    out.push_str(&table.render());
+    if !j.transfers.is_empty() {
+        let bytes: u64 = j.transfers.iter().map(|x| x.bytes).sum();
+        out.push_str(&format!("{} hand-overs between processors, {:.1} KB in all\n", j.transfers.len(), bytes as f64 / 1024.0));
+    }
+    out.push_str("\nagainst each processor running the whole model alone (predicted):\n");
+    let mut table = Table::new(&["processor", "predicted ms", "plan speedup"]);
+    for b in &j.baselines {
+        table.row(vec![b.processor.clone(), format!("{:.3}", b.predicted_ms), format!("{:.2}", b.predicted_ms / j.predicted_ms)]);
+    }
+    out.push_str(&table.render());
+    let configs: Vec<String> = j.configurations.iter().map(|c| format!("{{{}}}", c.join(", "))).collect();
+    out.push_str(&format!("searched {} in {:.1} ms ({} candidate plans scored)\n", configs.join(" and "), j.search_ms, j.candidates));
+    out.push_str(&format!("run it: tandem run {model_arg} --plan {}\n", j.plan_id));
+    crate::out(&out)?;
+    Ok(())
+}
