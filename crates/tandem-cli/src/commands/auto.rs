@@ -174,6 +174,17 @@ fn print_summary(device: &Device, tuned: &Tuned, done: &Executed, steps: &Steps)
         r.prediction_error.map(|e| format!("{:+.1}%", 100.0 * e)).unwrap_or_else(|| "-".into()),
         r.speedup_vs_best_baseline.map(|s| format!("{s:.2}x")).unwrap_or_else(|| "-".into()),
     ));
+    // Measuring is the point: when the plan loses to a processor running the model alone, say which
+    // one to use instead rather than leave a ratio below 1 to be noticed.
+    if let (Some(speedup), Some(best)) = (r.speedup_vs_best_baseline, r.best_baseline.as_ref()) {
+        if speedup < 1.0 {
+            out.push_str(&format!(
+                "the plan is {:.0}% slower than {best} as measured: run the model on {} alone (the cost models predicted otherwise; profiling again on a quieter machine may change that)\n",
+                100.0 * (1.0 / speedup - 1.0),
+                best.trim_start_matches("single:")
+            ));
+        }
+    }
     out.push_str(&format!(
         "\ndig further:\n  tandem tune {m}                      # the plan, stage by stage\n  tandem run {m} --plan {p} --trace run.json   # measured and predicted timelines for Perfetto\n  tandem query \"select processor_id, op_kind, samples, mape, within_10pct from cost_models where version = {v}\"\n  tandem query \"select id, verified, median_ms, predicted_ms, prediction_error from runs where plan_id = {p}\"\n",
         m = j.model,
