@@ -11,12 +11,11 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 use tandem_device::Device;
-use tandem_plan::Objective;
 use tandem_store::Store;
 
 use super::run::Executed;
 use super::tune::Tuned;
-use crate::cli::{AutoArgs, ModelArgs, ProfileArgs, TuneObjective};
+use crate::cli::{AutoArgs, ModelArgs, ProfileArgs};
 use crate::table::Table;
 
 /// What each step did, for the summary and `--json`.
@@ -83,17 +82,10 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
     };
 
     step(json, "3/4 searching the plan");
-    let objective = match args.objective {
-        TuneObjective::Latency => Objective::Latency,
-        TuneObjective::Throughput => Objective::Throughput,
-    };
-    let tuned = super::tune::tune(&graph, &store, None, objective)?;
+    let tuned = super::tune::tune(&graph, &store, None, args.objective.into())?;
 
     step(json, &format!("4/4 running plan {} against every processor alone", tuned.json.plan_id));
-    let mut options = tandem_exec::MeasureOptions::default();
-    if let Some(ms) = args.run_budget_ms {
-        options.rule.budget_s = ms as f64 / 1e3;
-    }
+    let options = super::run::measure_options(args.run_budget_ms, None);
     let done = super::run::execute(graph.clone(), tuned.json.plan_id, &store, &device, &options, args.trace.as_deref())?;
 
     let steps = Steps {

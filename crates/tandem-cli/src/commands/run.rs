@@ -81,10 +81,7 @@ pub fn run(args: &RunArgs, db: &Path, json: bool) -> Result<()> {
     let graph = Arc::new(super::load_model(&args.model)?);
     let device = Device::discover()?;
     let store = Store::open(db)?;
-    let mut options = MeasureOptions { stream: args.stream, ..Default::default() };
-    if let Some(ms) = args.budget_ms {
-        options.rule.budget_s = ms as f64 / 1e3;
-    }
+    let options = measure_options(args.budget_ms, args.stream);
     let done = execute(graph, args.plan, &store, &device, &options, args.trace.as_deref())?;
     if json {
         super::print_json(&done.json)?;
@@ -92,6 +89,15 @@ pub fn run(args: &RunArgs, db: &Path, json: bool) -> Result<()> {
         print_summary(&done)?;
     }
     fail_unverified(&done.json.report)
+}
+
+/// The measurement protocol of `run`: the default, with `--budget-ms` and `--stream` when given.
+pub fn measure_options(budget_ms: Option<u64>, stream: Option<usize>) -> MeasureOptions {
+    let mut options = MeasureOptions { stream, ..Default::default() };
+    if let Some(ms) = budget_ms {
+        options.rule.budget_s = ms as f64 / 1e3;
+    }
+    options
 }
 
 /// Reads plan `plan_id`, refuses it when it was made for another model, another device, with cost

@@ -126,16 +126,21 @@ pub struct Tuned {
     pub json: TuneJson,
 }
 
+impl From<TuneObjective> for Objective {
+    fn from(o: TuneObjective) -> Objective {
+        match o {
+            TuneObjective::Latency => Objective::Latency,
+            TuneObjective::Throughput => Objective::Throughput,
+        }
+    }
+}
+
 /// Runs `tandem tune`.
 pub fn run(args: &TuneArgs, db: &Path, json: bool) -> Result<()> {
     let started = Instant::now();
     let graph = super::load_model(&args.model)?;
     let store = Store::open(db)?;
-    let objective = match args.objective {
-        TuneObjective::Latency => Objective::Latency,
-        TuneObjective::Throughput => Objective::Throughput,
-    };
-    let mut tuned = tune(&graph, &store, args.device.as_deref(), objective)?;
+    let mut tuned = tune(&graph, &store, args.device.as_deref(), args.objective.into())?;
     tuned.json.elapsed_s = started.elapsed().as_secs_f64();
     if json {
         return super::print_json(&tuned.json);
