@@ -186,6 +186,33 @@ impl Problem {
         self.ops.iter().all(|o| o.cost_us.get(p).copied().flatten().is_some())
     }
 
+    /// The same problem on a device whose processors run slower: every op, split part and stage of
+    /// processor `p` takes `factors[p]` times as long (1 = as profiled, 2 = half available). Transfers
+    /// keep their cost: a hand-over is mostly waiting for memory, not compute. Used to plan for
+    /// availability scenarios (`tune --robust`) and to re-plan while running when a processor slows down.
+    /// Missing factors count as 1.
+    pub fn slowed(&self, factors: &[f64]) -> Problem {
+        let f = |p: usize| factors.get(p).copied().filter(|x| x.is_finite() && *x > 0.0).unwrap_or(1.0);
+        let mut out = self.clone();
+        for op in &mut out.ops {
+            for (p, c) in op.cost_us.iter_mut().enumerate() {
+                *c = c.map(|v| v * f(p));
+            }
+            for s in &mut op.splits {
+                for (p, row) in s.part_us.iter_mut().enumerate() {
+                    for c in row.iter_mut() {
+                        *c = c.map(|v| v * f(p));
+                    }
+                }
+            }
+        }
+        for (p, st) in out.stage.iter_mut().enumerate() {
+            st.fixed_us *= f(p);
+            st.per_op_us *= f(p);
+        }
+        out
+    }
+
     /// Checks that the numbers fit together: one cost per processor, producers before consumers,
     /// chains ending at the op that carries them, fractions increasing in (0, 1), finite costs.
     pub fn check(&self) -> Result<(), crate::PlanError> {
