@@ -18,19 +18,29 @@
 //!   plan's predictions, and optionally a pipelined stream ([`RunReport`]). [`chrome_trace`] writes the
 //!   measured and predicted timelines as a Chrome trace that Perfetto opens.
 //!
+//! - [`Adaptive`] serves requests one by one and re-plans between them when a core slows down or
+//!   recovers: the [`Monitor`] compares each processor's measured stage times with the plan's
+//!   predictions (and probes the cores the plan leaves unused), and a sustained change re-runs the
+//!   search on the problem slowed by the believed factors (`tandem run --adaptive`,
+//!   `tandem experiment dynamics`).
+//!
 //! [`sketch`] builds plans by hand (tests, benchmarks, single-processor plans).
 #![deny(missing_docs)]
 
+pub mod adaptive;
 mod error;
 mod executor;
 mod lanes;
 pub mod measure;
+pub mod monitor;
 pub mod sketch;
 mod trace;
 mod verify;
 
+pub use adaptive::{Adaptive, AdaptiveOptions, Event, Replanner, Served};
 pub use error::{ExecError, Result};
 pub use executor::{ExecOptions, Executor, Outcome, StageTime, StreamOutcome};
 pub use measure::{measure, Baseline, MeasureOptions, RunReport, StageReport, StreamReport, TransferReport};
 pub use trace::chrome_trace;
+pub use monitor::{Detection, Monitor, MonitorOptions, Reading};
 pub use verify::{failure, verify, OutputCheck};

@@ -1,0 +1,366 @@
+//! Running a plan that re-plans itself when the device changes under it.
+//!
+//! [`Adaptive`] serves requests one at a time with the current plan's [`Executor`]. After each, it
+//! gives the [`Monitor`] the time each processor's stages took against the plan's prediction, and
+//! every few requests the time of a short probe on each core the plan leaves unused (those cores have
+//! no stages to time, and a core that recovered from a load must be seen to recover). When the monitor
+//! reports a sustained change of a core's speed, the planning problem is slowed by the believed
+//! factors ([`tandem_plan::Problem::slowed`]), searched again (milliseconds), and the new plan compiled;
+//! the switch happens between requests, so no request is dropped or runs half on one plan and half on
+//! another. Plans are kept with their compiled executors and keyed by the beliefs they were made for:
+//! when the load goes away, the idle plan comes back without compiling anything.
+//!
+//! Re-planning and compiling happen on the caller's thread between two requests: the request after a
+//! switch starts a little later (the [`Event`] says how long it took), but no request is slower for it.
+//! A server with an arrival process would build the new executor on a spare thread instead.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tandem_device::{JobHandle, Processor, Worker};
+use tandem_graph::Graph;
+use tandem_plan::{ModelRef, Plan, Problem, SearchOptions};
+use tract_onnx::prelude::{TVec, TValue};
+
+use crate::monitor::{Detection, Monitor, MonitorOptions, Reading};
+use crate::{ExecOptions, Executor, Result};
+
+/// How an [`Adaptive`] run watches and re-plans.
+#[derive(Debug, Clone)]
+pub struct AdaptiveOptions {
+    /// When a change counts.
+    pub monitor: MonitorOptions,
+    /// How to search a new plan.
+    pub search: SearchOptions,
+    /// Probe the cores the current plan leaves unused every this many requests; 0 never probes.
+    pub probe_every: usize,
+    /// How long a probe takes on an idle core, µs. Long enough to span several scheduler time slices,
+    /// so a core shared with another busy thread shows its share, not the wake-up bonus of one slice.
+    pub probe_us: f64,
+    /// The executors' options.
+    pub exec: ExecOptions,
+}
+
+impl Default for AdaptiveOptions {
+    fn default() -> Self {
+        AdaptiveOptions { monitor: MonitorOptions::default(), search: SearchOptions::default(), probe_every: 2, probe_us: 3000.0, exec: ExecOptions::default() }
+    }
+}
+
+/// What a new plan is searched from: the planning problem of the idle device and what the plan records.
+#[derive(Debug, Clone)]
+pub struct Replanner {
+    /// The problem as profiled (idle device).
+    pub problem: Problem,
+    /// The model the plans are for.
+    pub model: ModelRef,
+    /// The device.
+    pub device_id: String,
+    /// The cost models the problem was built with.
+    pub cost_model_version: Option<i64>,
+}
+
+impl Replanner {
+    /// The best plan when each core runs `factor(cores)` times slower, and the search time in ms.
+    pub fn plan(&self, factor: impl Fn(&[usize]) -> f64, options: &SearchOptions) -> Result<(Plan, f64)> {
+        let factors: Vec<f64> = self.problem.processors.iter().map(|p| factor(&p.cores)).collect();
+        let slowed = self.problem.slowed(&factors);
+        let found = tandem_plan::search(&slowed, options)?;
+        let plan = found.plan(&slowed, options.objective, self.model.clone(), &self.device_id, self.cost_model_version)?;
+        Ok((plan, found.search_ms))
+    }
+}
+
+/// One change of belief, and what was done about it: logged and stored with the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Requests served before it (it takes effect from request `after_requests`, counting from 0).
+    pub after_requests: usize,
+    /// What the monitor saw.
+    pub detection: Detection,
+    /// Every core's believed factor after it.
+    pub beliefs: BTreeMap<usize, f64>,
+    /// Index of the plan before and after (into [`Adaptive::plans`]); equal when the search found
+    /// the running plan still best.
+    pub from_plan: usize,
+    /// See `from_plan`.
+    pub to_plan: usize,
+    /// Whether the plan changed.
+    pub switched: bool,
+    /// Whether the plan came from the cache (made before for the same beliefs).
+    pub reused: bool,
+    /// The new plan's predicted latency under the new beliefs, ms.
+    pub predicted_ms: f64,
+    /// Search time, ms (0 when reused).
+    pub search_ms: f64,
+    /// Time to build and compile the new plan's executor, ms (0 when reused or unchanged).
+    pub compile_ms: f64,
+}
+
+/// One request served.
+#[derive(Debug)]
+pub struct Served {
+    /// Its index, from 0.
+    pub index: usize,
+    /// The plan it ran on (index into [`Adaptive::plans`]).
+    pub plan: usize,
+    /// Its latency, µs, as the executor measured it (call to outputs back).
+    pub latency_us: f64,
+    /// The model's outputs.
+    pub outputs: TVec<TValue>,
+    /// A change of belief it caused (taking effect from the next request).
+    pub event: Option<Event>,
+}
+
+/// A plan made for some beliefs, ready to run.
+struct Version {
+    beliefs: BTreeMap<usize, f64>,
+    exec: Executor,
+}
+
+/// A short fixed piece of work on one core, and its time on the idle device.
+struct Probe {
+    core: usize,
+    worker: Worker,
+    iterations: u64,
+    idle_us: f64,
+}
+
+/// Serves requests with the best plan for the device as it is now; see the module docs.
+pub struct Adaptive {
+    graph: Arc<Graph>,
+    processors: Vec<Processor>,
+    replanner: Replanner,
+    options: AdaptiveOptions,
+    monitor: Monitor,
+    versions: Vec<Version>,
+    current: usize,
+    probes: Vec<Probe>,
+    served: usize,
+    events: Vec<Event>,
+    /// Core → factor the readings are multiplied by (tests inject slowdowns with it).
+    injected: BTreeMap<usize, f64>,
+}
+
+impl Adaptive {
+    /// Starts with `plan` (the plan tuned for the idle device) on a device with `processors`, and
+    /// calibrates one probe per CPU core: call it while the device is as it was profiled, since
+    /// probes are read against these times.
+    pub fn new(graph: Arc<Graph>, plan: &Plan, processors: &[Processor], replanner: Replanner, options: AdaptiveOptions) -> Result<Adaptive> {
+        let exec = Executor::with_options(graph.clone(), plan, processors, options.exec.clone())?;
+        let mut cores: Vec<usize> = processors.iter().flat_map(|p| p.cores.iter().copied()).collect();
+        cores.sort_unstable();
+        cores.dedup();
+        let mut probes = vec![];
+        if options.probe_every > 0 {
+            for &core in &cores {
+                probes.push(Probe::calibrate(core, options.probe_us)?);
+            }
+        }
+        let monitor = Monitor::new(cores, options.monitor);
+        let beliefs = monitor.beliefs().clone();
+        Ok(Adaptive {
+            graph,
+            processors: processors.to_vec(),
+            replanner,
+            options,
+            monitor,
+            versions: vec![Version { beliefs, exec }],
+            current: 0,
+            probes,
+            served: 0,
+            events: vec![],
+            injected: BTreeMap::new(),
+        })
+    }
+
+    /// The plan running now.
+    pub fn plan(&self) -> &Plan {
+        self.versions[self.current].exec.plan()
+    }
+
+    /// Index of the plan running now.
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// Every plan made so far, in the order they were made (index 0: the plan it started with).
+    pub fn plans(&self) -> Vec<&Plan> {
+        self.versions.iter().map(|v| v.exec.plan()).collect()
+    }
+
+    /// Every change of belief so far.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Each core's believed slowdown factor.
+    pub fn beliefs(&self) -> &BTreeMap<usize, f64> {
+        self.monitor.beliefs()
+    }
+
+    /// Makes every later reading of `core` (its processors' stages and its probe) `factor` times
+    /// longer than measured, as if the core had slowed down; 1 removes it. For tests of detection and
+    /// switching that must not depend on how busy the machine running them is.
+    #[doc(hidden)]
+    pub fn inject_slowdown(&mut self, core: usize, factor: f64) {
+        self.injected.insert(core, factor);
+    }
+
+    /// Serves one request with the current plan, then takes its readings and re-plans if the monitor
+    /// says so (the new plan serves the next request).
+    pub fn request(&mut self, inputs: TVec<TValue>) -> Result<Served> {
+        let index = self.served;
+        let used: Vec<usize> = self.used_cores();
+        // Probes run on unused cores while the request runs on the others.
+        let probing = self.options.probe_every > 0 && index % self.options.probe_every == 0;
+        let idle: Vec<usize> = if probing { self.probes.iter().map(|p| p.core).filter(|c| !used.contains(c)).collect() } else { vec![] };
+        let started = self.start_probes(&idle);
+        let plan = self.current;
+        let outcome = self.versions[plan].exec.run(inputs)?;
+        let mut readings = self.stage_readings(self.versions[plan].exec.plan(), &outcome.stages);
+        readings.extend(self.probe_readings(started)?);
+        self.served += 1;
+        let mut detection = self.monitor.observe(&readings);
+        if detection.is_none() {
+            // A multi-core processor looks slower: probe its cores now, between requests (they are
+            // idle), to learn which one it is.
+            let suspects = self.monitor.suspects();
+            if !suspects.is_empty() {
+                let probes = self.probe_readings(self.start_probes(&suspects))?;
+                detection = self.monitor.observe(&probes);
+            }
+        }
+        let event = match detection {
+            Some(detection) => Some(self.replan(detection)?),
+            None => None,
+        };
+        Ok(Served { index, plan, latency_us: outcome.timeline.latency_us, outputs: outcome.outputs, event })
+    }
+
+    /// Starts a probe on each of `cores` (they run while the caller goes on).
+    fn start_probes(&self, cores: &[usize]) -> Vec<(usize, f64, JobHandle<f64>)> {
+        let probes = self.probes.iter().filter(|p| cores.contains(&p.core));
+        probes
+            .map(|p| {
+                let n = p.iterations;
+                (p.core, p.idle_us, p.worker.submit(move || timed_work(n)))
+            })
+            .collect()
+    }
+
+    /// Waits for probes started with [`Adaptive::start_probes`] and returns their readings.
+    fn probe_readings(&self, started: Vec<(usize, f64, JobHandle<f64>)>) -> Result<Vec<Reading>> {
+        let mut readings = vec![];
+        for (core, idle_us, job) in started {
+            readings.push(Reading::Probe { core, measured_us: job.wait()? * self.injected_factor(&[core]), idle_us });
+        }
+        Ok(readings)
+    }
+
+    /// Cores of the processors the current plan uses.
+    fn used_cores(&self) -> Vec<usize> {
+        let plan = self.plan();
+        self.processors.iter().filter(|p| plan.processors.contains(&p.id)).flat_map(|p| p.cores.iter().copied()).collect()
+    }
+
+    fn injected_factor(&self, cores: &[usize]) -> f64 {
+        cores.iter().map(|c| self.injected.get(c).copied().unwrap_or(1.0)).fold(1.0, f64::max)
+    }
+
+    /// Per processor of the plan: its stages' measured time in this request against their predicted
+    /// time. A split part counts like any stage.
+    fn stage_readings(&self, plan: &Plan, stages: &[crate::StageTime]) -> Vec<Reading> {
+        let predicted: BTreeMap<usize, f64> =
+            plan.predicted.spans.iter().filter(|s| s.name.starts_with("stage")).map(|s| (s.stage, s.end_us - s.start_us)).collect();
+        let mut per: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        for (i, s) in plan.stages.iter().enumerate() {
+            let (Some(t), Some(p)) = (stages.get(i), predicted.get(&s.id)) else { continue };
+            let e = per.entry(s.processor.as_str()).or_default();
+            e.0 += t.end_us - t.start_us;
+            e.1 += p;
+        }
+        per.into_iter()
+            .filter_map(|(id, (measured, predicted))| {
+                let cores = self.processors.iter().find(|p| p.id == id)?.cores.clone();
+                let measured_us = measured * self.injected_factor(&cores);
+                Some(Reading::Stage { cores, measured_us, predicted_us: predicted })
+            })
+            .collect()
+    }
+
+    /// Finds (or makes) the plan for the monitor's new beliefs and makes it current.
+    fn replan(&mut self, detection: Detection) -> Result<Event> {
+        let beliefs = self.monitor.beliefs().clone();
+        let from = self.current;
+        let (to, reused, predicted_ms, search_ms, compile_ms) = match self.versions.iter().position(|v| v.beliefs == beliefs) {
+            Some(i) => (i, true, self.versions[i].exec.plan().predicted.latency_us / 1e3, 0.0, 0.0),
+            None => {
+                let monitor = &self.monitor;
+                let (plan, search_ms) = self.replanner.plan(|cores| monitor.factor(cores), &self.options.search)?;
+                let predicted_ms = plan.predicted.latency_us / 1e3;
+                if same_work(&plan, self.versions[from].exec.plan()) {
+                    // The running plan is still the best: keep its executor (and its baselines).
+                    (from, false, predicted_ms, search_ms, 0.0)
+                } else {
+                    let t = Instant::now();
+                    let exec = Executor::with_options(self.graph.clone(), &plan, &self.processors, self.options.exec.clone())?;
+                    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+                    self.versions.push(Version { beliefs: beliefs.clone(), exec });
+                    (self.versions.len() - 1, false, predicted_ms, search_ms, compile_ms)
+                }
+            }
+        };
+        if to != from {
+            self.current = to;
+            self.monitor.new_plan();
+        }
+        let event = Event { after_requests: self.served, detection, beliefs, from_plan: from, to_plan: to, switched: to != from, reused, predicted_ms, search_ms, compile_ms };
+        tracing::info!(after = event.after_requests, from, to, evidence = %event.detection.evidence, "adaptive: beliefs changed");
+        self.events.push(event.clone());
+        Ok(event)
+    }
+}
+
+/// Whether two plans run the same stages on the same processors (their predictions may differ).
+fn same_work(a: &Plan, b: &Plan) -> bool {
+    a.stages.len() == b.stages.len()
+        && a.stages.iter().zip(&b.stages).all(|(x, y)| x.processor == y.processor && x.ops == y.ops && x.part == y.part)
+        && a.splits == b.splits
+}
+
+impl Probe {
+    /// Finds the iteration count that takes about `target_us` on `core` and its best time (the
+    /// fastest of several runs: the idle figure).
+    fn calibrate(core: usize, target_us: f64) -> Result<Probe> {
+        let worker = Worker::spawn(&Processor::cpu(&[core], None))?;
+        let mut iterations: u64 = 10_000;
+        loop {
+            let us = worker.run(move || timed_work(iterations))?;
+            if us >= target_us / 4.0 || iterations > 1 << 34 {
+                iterations = ((iterations as f64) * target_us / us.max(1e-3)).ceil().max(1.0) as u64;
+                break;
+            }
+            iterations *= 4;
+        }
+        let mut idle_us = f64::INFINITY;
+        for _ in 0..5 {
+            idle_us = idle_us.min(worker.run(move || timed_work(iterations))?);
+        }
+        Ok(Probe { core, worker, iterations, idle_us })
+    }
+}
+
+/// `n` steps of a dependent integer recurrence that stays in registers, timed in µs: it measures how
+/// much of the core this thread gets, not the memory system.
+fn timed_work(n: u64) -> f64 {
+    let t = Instant::now();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..n {
+        x = x.rotate_left(7) ^ i.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    }
+    std::hint::black_box(x);
+    t.elapsed().as_secs_f64() * 1e6
+}
