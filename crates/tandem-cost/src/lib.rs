@@ -39,11 +39,17 @@
 //!
 //! **Transfers**, per processor pair: `fixed + per_byte · bytes` ([`TransferModel`]).
 //!
+//! **Contention**, per (processor, scenario): how much slower a processor runs next to background load,
+//! the median over models of measured loaded / idle ratios ([`ContentionFactors`]); its
+//! [`availability`](ContentionFactors::availability) gives the half-available and heavily-loaded factors
+//! the robust planner scales predictions by.
+//!
 //! Polars frames do the relational work: joining whole-model timings with their ops' summed
 //! in-context times, and the group-bys of the accuracy tables.
 #![deny(missing_docs)]
 
 pub mod additive;
+pub mod contention;
 mod eval;
 mod fit;
 mod models;
@@ -58,6 +64,7 @@ pub mod synthetic;
 pub mod term;
 pub mod transfer;
 
+pub use contention::{ContentionFactors, ContentionSample};
 pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, SliceAccuracy};
 pub use fit::{fit, FitOptions};
 pub use models::{reference_of, CostModels, ProcessorModels};

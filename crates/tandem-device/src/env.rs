@@ -48,13 +48,20 @@ pub struct LoadAverage {
 }
 
 /// One core's current frequency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoreFreq {
     /// The OS CPU number.
     pub core: usize,
     /// Its frequency in kHz: cpufreq's `scaling_cur_freq`, else what sysinfo reports (from
     /// `/proc/cpuinfo` on Linux), else `None`.
     pub khz: Option<u64>,
+    /// The highest frequency the kernel lets the core run at now, in kHz (cpufreq's `scaling_max_freq`):
+    /// thermal and power limits lower it below the hardware's maximum. `None` without cpufreq.
+    #[serde(default)]
+    pub cap_khz: Option<u64>,
+    /// The cpufreq governor (`performance`, `schedutil`, `powersave`...), where cpufreq exists.
+    #[serde(default)]
+    pub governor: Option<String>,
 }
 
 /// One thermal zone's temperature.
@@ -64,9 +71,119 @@ pub struct Temperature {
     pub zone: String,
     /// Degrees Celsius.
     pub celsius: f64,
+    /// The zone's lowest trip point at which the kernel cools by slowing the hardware down (type `passive`,
+    /// `hot` or `critical`; fan-only `active` trips are left out), in degrees Celsius, where it has one.
+    #[serde(default)]
+    pub trip_celsius: Option<f64>,
+}
+
+/// Whether the device was throttled when a snapshot was taken, as far as the snapshot can tell:
+/// see [`EnvSnapshot::throttling`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttling {
+    /// Whether the snapshot held anything that could show throttling: a core's frequency cap or (under the
+    /// `performance` governor) its current frequency next to its known maximum, or a temperature. When
+    /// `false`, `throttled` is `false` because nothing tells, not because the device is known to be cool.
+    pub readable: bool,
+    /// Whether throttling was seen.
+    pub throttled: bool,
+    /// What showed it (`core 3 capped at 1.20 GHz of 2.40 GHz; cpu-thermal at 71.0 °C >= trip 70.0 °C`), or,
+    /// when `readable` is false, why nothing could be told.
+    pub reason: Option<String>,
+}
+
+/// A core whose frequency cap or (under the `performance` governor) current frequency is below this share
+/// of its hardware maximum counts as throttled: turbo and rounding keep healthy cores within a few percent.
+pub const THROTTLE_FREQ_RATIO: f64 = 0.9;
+
+/// Without a trip point, a zone at or above this temperature counts as throttling: mobile SoCs start
+/// slowing down between 70 and 95 °C, and desktop CPUs by 100 °C.
+pub const HOT_CELSIUS: f64 = 90.0;
+
+impl Throttling {
+    /// Both observations together (a snapshot before and one after a run): readable if either was,
+    /// throttled if either was, with both reasons.
+    pub fn merge(self, other: Throttling) -> Throttling {
+        let reason = match (self.throttled, other.throttled) {
+            (true, true) if self.reason != other.reason => {
+                Some([self.reason, other.reason].into_iter().flatten().collect::<Vec<_>>().join("; then "))
+            }
+            (true, _) => self.reason,
+            (false, true) => other.reason,
+            (false, false) if self.readable => self.reason,
+            (false, false) if other.readable => other.reason,
+            (false, false) => self.reason.or(other.reason),
+        };
+        Throttling { readable: self.readable || other.readable, throttled: self.throttled || other.throttled, reason }
+    }
+
+    /// One line for people: `not throttled`, `THROTTLED: <reason>`, `unknown (<reason>)`.
+    pub fn summary(&self) -> String {
+        match (self.readable, self.throttled, &self.reason) {
+            (_, true, Some(r)) => format!("THROTTLED: {r}"),
+            (_, true, None) => "THROTTLED".into(),
+            (true, false, _) => "not throttled".into(),
+            (false, false, Some(r)) => format!("unknown ({r})"),
+            (false, false, None) => "unknown".into(),
+        }
+    }
 }
 
 impl EnvSnapshot {
+    /// Whether the snapshot shows throttling on `device` (whose processors give each core's hardware maximum
+    /// frequency).
+    ///
+    /// Throttled means any of:
+    /// - a core's cap (`scaling_max_freq`) is below [`THROTTLE_FREQ_RATIO`] of its hardware maximum: the
+    ///   kernel's thermal or power management has limited it;
+    /// - under the `performance` governor, a core's current frequency is below that ratio of its maximum
+    ///   (the governor asks for the maximum, so only the hardware's own limits pull it down). Under
+    ///   on-demand governors (`schedutil`, `powersave`, ...) a low current frequency is not evidence: an
+    ///   idle core clocks down by design, and a snapshot is taken between measurements;
+    /// - a thermal zone is at or above its lowest passive/hot/critical trip point, or at or above
+    ///   [`HOT_CELSIUS`] when it has none.
+    ///
+    /// When the snapshot holds none of these (a VM without cpufreq or thermal zones), the answer is
+    /// `readable: false`: nothing is guessed.
+    pub fn throttling(&self, device: &Device) -> Throttling {
+        let hardware_max = |core: usize| device.cpus().find(|p| p.cores == [core]).and_then(|p| p.max_freq_khz);
+        let mut readable = false;
+        let mut seen = Vec::new();
+        for f in &self.core_freq_khz {
+            let Some(max) = hardware_max(f.core) else { continue };
+            let limit = max as f64 * THROTTLE_FREQ_RATIO;
+            if let Some(cap) = f.cap_khz {
+                readable = true;
+                if (cap as f64) < limit {
+                    seen.push(format!("core {} capped at {} of {}", f.core, ghz(cap), ghz(max)));
+                    continue;
+                }
+            }
+            if let (Some("performance"), Some(cur)) = (f.governor.as_deref(), f.khz) {
+                readable = true;
+                if (cur as f64) < limit {
+                    seen.push(format!("core {} at {} of {} under the performance governor", f.core, ghz(cur), ghz(max)));
+                }
+            }
+        }
+        for t in &self.temperatures {
+            readable = true;
+            match t.trip_celsius {
+                Some(trip) if t.celsius >= trip => seen.push(format!("{} at {:.1} °C >= trip {:.1} °C", t.zone, t.celsius, trip)),
+                None if t.celsius >= HOT_CELSIUS => seen.push(format!("{} at {:.1} °C >= {HOT_CELSIUS:.0} °C", t.zone, t.celsius)),
+                _ => {}
+            }
+        }
+        let reason = if !seen.is_empty() {
+            Some(seen.join("; "))
+        } else if !readable {
+            Some("no frequency limits or temperatures are readable here".into())
+        } else {
+            None
+        };
+        Throttling { readable, throttled: !seen.is_empty(), reason }
+    }
+
     /// Takes a snapshot, measuring other processes' CPU use over [`DEFAULT_WINDOW`] (100 ms); the call
     /// sleeps that long.
     pub fn take(device: &Device) -> EnvSnapshot {
@@ -115,11 +232,13 @@ fn parse_loadavg(text: &str) -> Option<LoadAverage> {
     Some(LoadAverage { one: it.next()??, five: it.next()??, fifteen: it.next()?? })
 }
 
+fn ghz(khz: u64) -> String {
+    format!("{:.2} GHz", khz as f64 / 1e6)
+}
+
 fn core_freqs(cores: &[usize]) -> Vec<CoreFreq> {
-    let from_sys: Vec<Option<u64>> = cores
-        .iter()
-        .map(|c| read_u64(&Path::new("/sys/devices/system/cpu").join(format!("cpu{c}/cpufreq/scaling_cur_freq"))).filter(|&f| f > 0))
-        .collect();
+    let cpufreq = |core: usize, file: &str| Path::new("/sys/devices/system/cpu").join(format!("cpu{core}/cpufreq/{file}"));
+    let from_sys: Vec<Option<u64>> = cores.iter().map(|&c| read_u64(&cpufreq(c, "scaling_cur_freq")).filter(|&f| f > 0)).collect();
     let fallback = if from_sys.iter().any(|f| f.is_none()) { sysinfo_freqs() } else { Vec::new() };
     cores
         .iter()
@@ -127,6 +246,8 @@ fn core_freqs(cores: &[usize]) -> Vec<CoreFreq> {
         .map(|(&core, khz)| CoreFreq {
             core,
             khz: khz.or_else(|| fallback.iter().find(|(c, _)| *c == core).map(|&(_, mhz)| mhz * 1000)),
+            cap_khz: read_u64(&cpufreq(core, "scaling_max_freq")).filter(|&f| f > 0),
+            governor: std::fs::read_to_string(cpufreq(core, "scaling_governor")).ok().map(|g| g.trim().to_string()).filter(|g| !g.is_empty()),
         })
         .collect()
 }
@@ -163,9 +284,24 @@ fn temperatures(root: &Path) -> Vec<Temperature> {
                 return None;
             }
             let zone = std::fs::read_to_string(dir.join("type")).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).unwrap_or(name);
-            Some(Temperature { zone, celsius })
+            Some(Temperature { zone, celsius, trip_celsius: lowest_cooling_trip(&dir) })
         })
         .collect()
+}
+
+/// The lowest `passive`, `hot` or `critical` trip point of a thermal zone directory, in °C: where the kernel
+/// starts slowing the hardware down to cool it (`trip_point_N_type` / `trip_point_N_temp`, millidegrees).
+fn lowest_cooling_trip(zone: &Path) -> Option<f64> {
+    (0..)
+        .map_while(|n| {
+            let kind = std::fs::read_to_string(zone.join(format!("trip_point_{n}_type"))).ok()?;
+            let temp = std::fs::read_to_string(zone.join(format!("trip_point_{n}_temp"))).ok();
+            Some((kind.trim().to_string(), temp.and_then(|t| t.trim().parse::<i64>().ok())))
+        })
+        .filter(|(kind, _)| matches!(kind.as_str(), "passive" | "hot" | "critical"))
+        // Disabled trips read 0 or a huge sentinel: keep plausible temperatures only.
+        .filter_map(|(_, milli)| milli.map(|m| m as f64 / 1000.0).filter(|c| (1.0..=200.0).contains(c)))
+        .min_by(|a, b| a.total_cmp(b))
 }
 
 /// CPU time counters in clock ticks: the machine's busy and total time, and this process's own time.
@@ -247,6 +383,112 @@ mod tests {
         }
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<EnvSnapshot>(&json).unwrap(), s);
+    }
+
+    fn snapshot(freqs: Vec<CoreFreq>, temperatures: Vec<Temperature>) -> EnvSnapshot {
+        EnvSnapshot {
+            device_id: "d".into(),
+            timestamp_ms: 0,
+            load_average: None,
+            core_freq_khz: freqs,
+            temperatures,
+            other_cpu_percent: None,
+            window_ms: 0,
+        }
+    }
+
+    fn freq(core: usize, khz: Option<u64>, cap_khz: Option<u64>, governor: Option<&str>) -> CoreFreq {
+        CoreFreq { core, khz, cap_khz, governor: governor.map(String::from) }
+    }
+
+    fn temp(zone: &str, celsius: f64, trip_celsius: Option<f64>) -> Temperature {
+        Temperature { zone: zone.into(), celsius, trip_celsius }
+    }
+
+    /// A two-core device whose cores reach 2.4 GHz (core 0) and 1.8 GHz (core 1), or an unknown maximum.
+    fn device(max: [Option<u64>; 2]) -> Device {
+        let layout: Vec<crate::CoreInfo> = max.iter().enumerate().map(|(core, &max_freq_khz)| crate::CoreInfo { core, max_freq_khz }).collect();
+        Device::from_layout("h".into(), "m".into(), 0, &layout)
+    }
+
+    #[test]
+    fn nothing_readable_is_said_rather_than_guessed() {
+        // A VM: current frequencies from /proc/cpuinfo, no maximum, no cap, no thermal zone.
+        let vm = device([None, None]);
+        let s = snapshot(vec![freq(0, Some(2_000_000), None, None), freq(1, Some(500_000), None, None)], vec![]);
+        let t = s.throttling(&vm);
+        assert!(!t.readable && !t.throttled, "{t:?}");
+        assert!(t.summary().starts_with("unknown ("), "{}", t.summary());
+        // A maximum alone, with neither a cap nor the performance governor, tells nothing either.
+        let s = snapshot(vec![freq(0, Some(400_000), None, Some("schedutil"))], vec![]);
+        assert!(!s.throttling(&device([Some(2_400_000), Some(1_800_000)])).readable);
+    }
+
+    #[test]
+    fn a_lowered_cap_is_throttling() {
+        let d = device([Some(2_400_000), Some(1_800_000)]);
+        let healthy = snapshot(vec![freq(0, Some(600_000), Some(2_400_000), Some("schedutil")), freq(1, Some(1_800_000), Some(1_700_000), Some("schedutil"))], vec![]);
+        let t = healthy.throttling(&d);
+        assert_eq!(t, Throttling { readable: true, throttled: false, reason: None });
+        assert_eq!(t.summary(), "not throttled");
+        let capped = snapshot(vec![freq(0, Some(1_200_000), Some(1_200_000), Some("schedutil")), freq(1, Some(1_800_000), Some(1_800_000), None)], vec![]);
+        let t = capped.throttling(&d);
+        assert!(t.readable && t.throttled);
+        assert_eq!(t.reason.as_deref(), Some("core 0 capped at 1.20 GHz of 2.40 GHz"));
+        assert_eq!(t.summary(), "THROTTLED: core 0 capped at 1.20 GHz of 2.40 GHz");
+    }
+
+    #[test]
+    fn a_slow_core_counts_only_under_the_performance_governor() {
+        let d = device([Some(2_400_000), Some(1_800_000)]);
+        let slow = |governor| snapshot(vec![freq(0, Some(1_000_000), None, Some(governor))], vec![]);
+        let t = slow("performance").throttling(&d);
+        assert!(t.readable && t.throttled, "{t:?}");
+        assert_eq!(t.reason.as_deref(), Some("core 0 at 1.00 GHz of 2.40 GHz under the performance governor"));
+        // An on-demand governor clocks an idle core down by design.
+        assert!(!slow("powersave").throttling(&d).throttled);
+        let fast = snapshot(vec![freq(0, Some(2_300_000), None, Some("performance"))], vec![]);
+        assert_eq!(fast.throttling(&d), Throttling { readable: true, throttled: false, reason: None });
+    }
+
+    #[test]
+    fn a_zone_past_its_trip_or_very_hot_is_throttling() {
+        let d = device([None, None]);
+        let cool = snapshot(vec![], vec![temp("cpu-thermal", 55.0, Some(70.0)), temp("acpitz", 60.0, None)]);
+        assert_eq!(cool.throttling(&d), Throttling { readable: true, throttled: false, reason: None });
+        let tripped = snapshot(vec![], vec![temp("cpu-thermal", 71.0, Some(70.0)), temp("battery", 30.0, None)]);
+        let t = tripped.throttling(&d);
+        assert!(t.throttled);
+        assert_eq!(t.reason.as_deref(), Some("cpu-thermal at 71.0 °C >= trip 70.0 °C"));
+        let hot = snapshot(vec![], vec![temp("x86_pkg_temp", 96.0, None)]);
+        assert_eq!(hot.throttling(&d).reason.as_deref(), Some("x86_pkg_temp at 96.0 °C >= 90 °C"));
+    }
+
+    #[test]
+    fn before_and_after_merge() {
+        let unknown = Throttling { readable: false, throttled: false, reason: Some("nothing".into()) };
+        let fine = Throttling { readable: true, throttled: false, reason: None };
+        let hot = Throttling { readable: true, throttled: true, reason: Some("hot".into()) };
+        let capped = Throttling { readable: true, throttled: true, reason: Some("capped".into()) };
+        assert_eq!(unknown.clone().merge(unknown.clone()), unknown);
+        assert_eq!(unknown.clone().merge(fine.clone()), fine);
+        assert_eq!(fine.clone().merge(hot.clone()), hot);
+        assert_eq!(hot.clone().merge(unknown.clone()), hot);
+        assert_eq!(hot.clone().merge(hot.clone()), hot);
+        assert_eq!(hot.merge(capped).reason.as_deref(), Some("hot; then capped"));
+    }
+
+    #[test]
+    fn trip_points_are_read_from_the_zone() {
+        let dir = std::env::temp_dir().join(format!("tandem-zone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (n, kind, milli) in [(0, "active", "50000"), (1, "passive", "85000"), (2, "critical", "105000"), (3, "hot", "0")] {
+            std::fs::write(dir.join(format!("trip_point_{n}_type")), format!("{kind}\n")).unwrap();
+            std::fs::write(dir.join(format!("trip_point_{n}_temp")), format!("{milli}\n")).unwrap();
+        }
+        assert_eq!(lowest_cooling_trip(&dir), Some(85.0));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(lowest_cooling_trip(&dir), None);
     }
 
     #[test]

@@ -41,6 +41,15 @@ pub enum DeviceError {
         source: std::io::Error,
     },
 
+    /// A background load whose spec cannot run (no cores, no threads, a duty outside (0, 1]).
+    #[error("cannot start the background load '{load}': {reason}")]
+    BadLoad {
+        /// The load's description.
+        load: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The worker thread could not be pinned to the processor's cores.
     #[error("cannot pin a worker to core{} {} of {processor}: {source}; is this process restricted to fewer cores (taskset, a cgroup cpuset, a container)?", if .cores.len() > 1 { "s" } else { "" }, .cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","))]
     Pin {

@@ -19,7 +19,11 @@
 //! - [`EnvSnapshot`] records the conditions around a batch of measurements: load average, each core's
 //!   current frequency, temperatures, and how much CPU other processes used. Measurements on phones and
 //!   shared machines are noisy; the snapshot stored beside them says why a number is off. Taking one
-//!   never fails: what the OS does not tell is left out.
+//!   never fails: what the OS does not tell is left out. [`EnvSnapshot::throttling`] says whether the
+//!   clock or the temperature shows throttling, or that nothing readable tells.
+//! - [`BackgroundLoad`] (module [`load`]) starts controlled interference, compute spinners or
+//!   memory-bandwidth hogs pinned to chosen cores, so that the profiler can measure how much a processor
+//!   slows down next to a busy neighbour.
 //!
 //! Data flows one way: discovery gives processors, processors give workers, and the snapshot reads the
 //! device's cores. A GPU processor owns no cores: its worker is the unpinned host thread that drives it.
@@ -36,16 +40,20 @@
 //! ```
 #![deny(missing_docs)]
 
+mod core_use;
 mod device;
 mod env;
 mod error;
 mod gpu;
+pub mod load;
 mod processor;
 mod worker;
 
+pub use core_use::CoreUse;
 pub use device::{fingerprint, CoreInfo, Device};
-pub use env::{CoreFreq, EnvSnapshot, LoadAverage, Temperature, DEFAULT_WINDOW};
+pub use env::{CoreFreq, EnvSnapshot, LoadAverage, Temperature, Throttling, DEFAULT_WINDOW, HOT_CELSIUS, THROTTLE_FREQ_RATIO};
 pub use error::{DeviceError, Result};
 pub use gpu::GpuNote;
+pub use load::{BackgroundLoad, LoadKind, LoadSpec};
 pub use processor::{cpu_set_id, parse_cpu_set, Processor, ProcessorKind};
 pub use worker::{current_affinity, JobHandle, Worker};

@@ -156,7 +156,8 @@ pub fn current_affinity() -> Vec<usize> {
     imp::current_affinity()
 }
 
-fn pin_current_thread(cores: &[usize]) -> std::io::Result<()> {
+/// Pins the calling thread to `cores` (also used by the background load's threads).
+pub(crate) fn pin_current_thread(cores: &[usize]) -> std::io::Result<()> {
     imp::pin_current_thread(cores)
 }
 

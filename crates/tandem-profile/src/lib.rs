@@ -12,8 +12,13 @@
 //! and every op in context through tract's GPU transform, timed until the device has finished; the ops
 //! the GPU runtime leaves on the CPU recorded as unsupported there; and host-to-device and
 //! device-to-host copies by size as transfers between each CPU processor and the GPU.
+//!
+//! [`profile_contention`] ([`contention`]) measures how much each CPU processor slows down next to
+//! controlled background load (compute spinners and memory hogs on the other cores or on its own), into
+//! the `contention` table the cost models read.
 #![deny(missing_docs)]
 
+pub mod contention;
 pub mod gpu;
 pub mod measure;
 mod reference;
@@ -21,8 +26,9 @@ mod session;
 pub mod stats;
 pub mod transfer;
 
+pub use contention::{profile_contention, ContentionOptions, ContentionReport, Scenario, SkippedScenario};
 pub use session::{profile, register, ProcessorSummary, ProfileOptions, ProfileReport};
-pub use stats::{summarize, StopRule, Summary};
+pub use stats::{quantile, summarize, StopRule, Summary};
 
 /// Errors of a profiling session.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +42,9 @@ pub enum ProfileError {
     /// The model could not be cut or split as planned.
     #[error(transparent)]
     Graph(#[from] tandem_graph::GraphError),
+    /// A contention profile cannot run as asked (a GPU named, a model that does not run, a bad budget).
+    #[error("contention profile: {0}")]
+    Contention(String),
     /// The reference workload failed.
     #[error("the reference workload failed: {0}")]
     Reference(String),

@@ -62,6 +62,15 @@ pub fn time_runs(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule) -> TractRe
 
 /// [`time_runs`], with the clock stopped at `completion`.
 pub fn time_runs_until(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, completion: Completion) -> TractResult<Vec<f64>> {
+    time_batches_until(plan, inputs, rule, completion, 1)
+}
+
+/// Times batches of `runs_per_sample` back-to-back whole runs until `rule` is satisfied (warm-up counts
+/// single runs); each sample is a batch's time divided by its runs, in microseconds. A batch that spans
+/// several of the OS scheduler's time slices measures the share of the cores the run gets, where single
+/// short runs would mostly fit between another thread's slices (the contention profile needs that).
+pub fn time_batches_until(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, completion: Completion, runs_per_sample: usize) -> TractResult<Vec<f64>> {
+    let runs_per_sample = runs_per_sample.max(1);
     let mut state = SimpleState::new(plan)?;
     let start = Instant::now();
     for _ in 0..rule.warmup {
@@ -70,10 +79,11 @@ pub fn time_runs_until(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, comp
     let mut samples = vec![];
     loop {
         let t = Instant::now();
-        let outputs = state.run(inputs.clone())?;
-        completion.outputs(&outputs)?;
-        drop(outputs);
-        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        for _ in 0..runs_per_sample {
+            let outputs = state.run(inputs.clone())?;
+            completion.outputs(&outputs)?;
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1e6 / runs_per_sample as f64);
         if rule.done(&samples, start.elapsed().as_secs_f64()) {
             return Ok(samples);
         }

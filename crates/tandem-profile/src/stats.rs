@@ -21,7 +21,8 @@ pub struct Summary {
     pub outliers_dropped: usize,
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile of ascending `sorted`, interpolating linearly between closest ranks; NaN when empty.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -91,6 +91,12 @@ const COPIES: &[Copy] = &[
     Copy::Sql("transfers", "INSERT INTO main.transfers (device_id, session_id, src_processor, dst_processor, bytes, samples, median_us, p10_us, p90_us, cv, measured_at) \
         SELECT t.device_id, ms.new, t.src_processor, t.dst_processor, t.bytes, t.samples, t.median_us, t.p10_us, t.p90_us, t.cv, t.measured_at \
         FROM src.transfers t LEFT JOIN temp.import_sessions ms ON ms.old = t.session_id WHERE true ORDER BY t.id ON CONFLICT DO NOTHING"),
+    // Since schema 2. Keyed by (device, processor, model, scenario): a profile already here wins.
+    Copy::Sql("contention", "INSERT INTO main.contention (device_id, processor_id, model_id, scenario, load, idle_us, loaded_us, slowdown, \
+        idle_samples, loaded_samples, runs_per_sample, idle_cv, loaded_cv, env, created_at) \
+        SELECT c.device_id, c.processor_id, mm.new, c.scenario, c.load, c.idle_us, c.loaded_us, c.slowdown, \
+        c.idle_samples, c.loaded_samples, c.runs_per_sample, c.idle_cv, c.loaded_cv, c.env, c.created_at \
+        FROM src.contention c JOIN temp.import_models mm ON mm.old = c.model_id WHERE true ORDER BY c.id ON CONFLICT DO NOTHING"),
     Copy::Sql("cost_models", "INSERT INTO main.cost_models (device_id, processor_id, op_kind, version, params, samples, mape, within_10pct, fitted_at, fallback_of) \
         SELECT c.device_id, c.processor_id, c.op_kind, iv.new, c.params, c.samples, c.mape, c.within_10pct, c.fitted_at, c.fallback_of \
         FROM src.cost_models c JOIN temp.import_versions iv ON iv.device_id = c.device_id AND iv.old = c.version \
@@ -236,7 +242,14 @@ async fn copy(conn: &mut SqliteConnection) -> std::result::Result<ImportReport, 
         taken.push((d.clone(), new));
         sqlx::query("INSERT INTO temp.import_versions VALUES (?, ?, ?, ?)").bind(d).bind(v).bind(new).bind(copy).execute(&mut *tx).await?;
     }
+    // A database from an older tandem lacks the tables later migrations added: nothing to copy from them.
+    let theirs_tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM src.sqlite_master WHERE type = 'table'").fetch_all(&mut *tx).await?;
     for (table, sql) in COPIES.iter().flat_map(Copy::statements) {
+        if !table.is_empty() && !theirs_tables.iter().any(|t| t == table) {
+            report.added.push((table.to_string(), 0));
+            continue;
+        }
         let done = sqlx::query(&sql).execute(&mut *tx).await?;
         if !table.is_empty() {
             report.added.push((table.to_string(), done.rows_affected()));
@@ -290,6 +303,74 @@ mod tests {
         let r = b.import(a.path()).unwrap();
         assert_eq!(r.total(), 0, "{r:?}");
         assert!(r.renumbered.is_empty());
+    }
+
+    /// A device with processor `cpu:0` and one model (after `models_before` other models, so that the
+    /// model's id differs between databases), with one contention row; returns the model's id.
+    fn contention_db(store: &Store, models_before: usize, slowdown: f64) -> i64 {
+        store.upsert_device(&DeviceRow { id: "phone".into(), hostname: "p".into(), ..Default::default() }).unwrap();
+        let cpu = crate::ProcessorRow { device_id: "phone".into(), id: "cpu:0".into(), kind: "cpu".into(), cores: "0".into(), threads: 1, max_freq_khz: None };
+        store.upsert_processors(&[cpu]).unwrap();
+        for i in 0..models_before {
+            store.upsert_model(&ModelRow { content_hash: format!("other{i}"), name: "o".into(), ..Default::default() }).unwrap();
+        }
+        let model = store.upsert_model(&ModelRow { content_hash: "h".into(), name: "m".into(), ..Default::default() }).unwrap();
+        let row = crate::ContentionRow {
+            device_id: "phone".into(),
+            processor_id: "cpu:0".into(),
+            model_id: model,
+            scenario: "compute-same".into(),
+            load: "compute spinner x1 on core 0 (100%)".into(),
+            idle_us: 100.0,
+            loaded_us: 100.0 * slowdown,
+            slowdown,
+            idle_samples: 5,
+            loaded_samples: 5,
+            ..Default::default()
+        };
+        store.insert_contention(&[row]).unwrap();
+        model
+    }
+
+    #[test]
+    fn contention_profiles_follow_their_model_and_import_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Store::open(dir.path().join("a.db")).unwrap(), Store::open(dir.path().join("b.db")).unwrap());
+        let in_a = contention_db(&a, 2, 2.5);
+        a.insert_contention(&[crate::ContentionRow { scenario: "memory-same".into(), ..a.contention("phone").unwrap()[0].clone() }]).unwrap();
+        let c = Store::open(dir.path().join("c.db")).unwrap();
+        let in_c = contention_db(&c, 0, 9.0);
+        assert_ne!(in_a, in_c);
+
+        let r = c.import(a.path()).unwrap();
+        assert_eq!(r.added.iter().find(|(t, _)| t == "contention").unwrap().1, 1, "{r:?}");
+        let rows = c.contention("phone").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|row| row.model_id == in_c), "remapped to this database's model id: {rows:?}");
+        // The row already here wins over the imported one with the same key.
+        assert_eq!(rows.iter().find(|row| row.scenario == "compute-same").unwrap().slowdown, 9.0);
+        assert_eq!(c.import(a.path()).unwrap().total(), 0);
+
+        // An empty database takes everything, the model's id following it.
+        let r = b.import(a.path()).unwrap();
+        assert_eq!(r.added.iter().find(|(t, _)| t == "contention").unwrap().1, 2);
+        let m = b.find_model("h", "{}").unwrap().unwrap();
+        assert!(b.contention("phone").unwrap().iter().all(|row| row.model_id == m.id));
+    }
+
+    #[test]
+    fn a_database_from_before_contention_profiles_imports() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Store::open(dir.path().join("old.db")).unwrap();
+        contention_db(&old, 0, 2.0);
+        // What schema 1 looked like: no contention table, one migration applied.
+        old.query_rows("DROP TABLE contention").unwrap();
+        old.query_rows("DELETE FROM _sqlx_migrations WHERE version > 1").unwrap();
+        drop(old);
+        let b = Store::open(dir.path().join("b.db")).unwrap();
+        let r = b.import(dir.path().join("old.db")).unwrap();
+        assert_eq!(r.added.iter().find(|(t, _)| t == "contention").unwrap().1, 0);
+        assert_eq!(r.added.iter().find(|(t, _)| t == "models").unwrap().1, 1);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!   itself refuses every write. The API is synchronous: the store owns a small single-threaded tokio
 //!   runtime and blocks on sqlx's async work, so the rest of tandem stays plain sync code.
 //! - The row types ([`DeviceRow`], [`ProcessorRow`], [`ModelRow`], [`OpRow`], [`SessionRow`],
-//!   [`MeasurementRow`], [`UnsupportedRow`], [`TransferRow`], [`EnvSnapshotRow`], [`CostModelRow`],
+//!   [`MeasurementRow`], [`UnsupportedRow`], [`TransferRow`], [`EnvSnapshotRow`], [`ContentionRow`], [`CostModelRow`],
 //!   [`PlanRow`], [`RunRow`]) are plain serde structs, one per table, taken by the typed writes
 //!   (`upsert_*`, `insert_*`) and returned by the typed reads. This crate depends on no other tandem
 //!   crate: the stages convert their own types to rows.
@@ -54,7 +54,7 @@ pub use error::{Result, StoreError};
 pub use frame::{to_frame, unique_names};
 pub use import::ImportReport;
 pub use rows::{
-    Context, CostModelRow, DeviceRow, EnvSnapshotRow, MeasurementRow, ModelRow, OpRow, PlanRow, ProcessorRow, RunRow,
+    ContentionRow, Context, CostModelRow, DeviceRow, EnvSnapshotRow, MeasurementRow, ModelRow, OpRow, PlanRow, ProcessorRow, RunRow,
     SessionRow, SessionStatus, Target, TransferRow, UnsupportedRow,
 };
 pub use store::Store;

@@ -321,6 +321,43 @@ pub struct EnvSnapshotRow {
     pub temps_c: String,
 }
 
+/// `contention`: how much a processor slows down running a model while a background load runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ContentionRow {
+    /// Assigned by the database.
+    pub id: i64,
+    /// The device.
+    pub device_id: String,
+    /// The processor measured.
+    pub processor_id: String,
+    /// The model it ran.
+    pub model_id: i64,
+    /// The interference scenario (`compute-other`, `memory-same`, ...).
+    pub scenario: String,
+    /// The background load as run (`compute spinner x1 on core 1 (100%)`).
+    pub load: String,
+    /// Median latency without the load.
+    pub idle_us: f64,
+    /// Median latency with it.
+    pub loaded_us: f64,
+    /// `loaded_us / idle_us`.
+    pub slowdown: f64,
+    /// Samples behind `idle_us`.
+    pub idle_samples: i64,
+    /// Samples behind `loaded_us`.
+    pub loaded_samples: i64,
+    /// Back-to-back runs averaged into each sample (enough to span several scheduler time slices).
+    pub runs_per_sample: i64,
+    /// Coefficient of variation of the idle samples.
+    pub idle_cv: Option<f64>,
+    /// Coefficient of variation of the loaded samples.
+    pub loaded_cv: Option<f64>,
+    /// JSON: the environment snapshot taken with the measurement.
+    pub env: String,
+    /// When it was measured.
+    pub created_at: String,
+}
+
 /// `cost_models`: one fitted latency model.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, sqlx::FromRow)]
 pub struct CostModelRow {

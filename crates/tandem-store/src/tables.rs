@@ -421,6 +421,45 @@ impl Store {
         )
     }
 
+    // ---- contention profiles ----
+
+    /// Stores contention measurements in one transaction; a row with the same (device, processor, model,
+    /// scenario) is replaced, so re-profiling a scenario never duplicates it. Returns the rows written.
+    pub fn insert_contention(&self, rows: &[ContentionRow]) -> Result<usize> {
+        write_all!(self, "storing contention profiles", rows, |c: &ContentionRow| sqlx::query(
+            "INSERT INTO contention (device_id, processor_id, model_id, scenario, load, idle_us, loaded_us, slowdown, \
+             idle_samples, loaded_samples, runs_per_sample, idle_cv, loaded_cv, env, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (device_id, processor_id, model_id, scenario) DO UPDATE SET load = excluded.load, \
+             idle_us = excluded.idle_us, loaded_us = excluded.loaded_us, slowdown = excluded.slowdown, \
+             idle_samples = excluded.idle_samples, loaded_samples = excluded.loaded_samples, \
+             runs_per_sample = excluded.runs_per_sample, idle_cv = excluded.idle_cv, loaded_cv = excluded.loaded_cv, env = excluded.env, created_at = excluded.created_at"
+        )
+        .bind(c.device_id.clone())
+        .bind(c.processor_id.clone())
+        .bind(c.model_id)
+        .bind(c.scenario.clone())
+        .bind(c.load.clone())
+        .bind(c.idle_us)
+        .bind(c.loaded_us)
+        .bind(c.slowdown)
+        .bind(c.idle_samples)
+        .bind(c.loaded_samples)
+        .bind(c.runs_per_sample.max(1))
+        .bind(c.idle_cv)
+        .bind(c.loaded_cv)
+        .bind(json(&c.env, "{}").to_string())
+        .bind(ts(&c.created_at)))
+    }
+
+    /// A device's contention profiles, over all models, by (processor, model, scenario).
+    pub fn contention(&self, device_id: &str) -> Result<Vec<ContentionRow>> {
+        self.fetch_all(
+            "reading contention profiles",
+            sqlx::query_as("SELECT * FROM contention WHERE device_id = ? ORDER BY processor_id, model_id, scenario").bind(device_id),
+        )
+    }
+
     // ---- cost models, plans, runs ----
 
     /// The version a new fit on this device should use: one more than the newest stored.

@@ -85,7 +85,7 @@ fn measurement(session_id: i64, model_id: i64, op_id: Option<i64>, processor: &s
 
 fn all_tables() -> Vec<&'static str> {
     let mut t = vec![
-        "cost_models", "devices", "env_snapshots", "measurements", "models", "ops", "plans", "processors",
+        "contention", "cost_models", "devices", "env_snapshots", "measurements", "models", "ops", "plans", "processors",
         "profile_sessions", "runs", "transfers", "unsupported",
     ];
     t.sort();
@@ -220,6 +220,11 @@ fn typed_rows_round_trip() {
     let runs = store.runs(plan_id).unwrap();
     assert_eq!((runs[0].id, runs[0].verified, runs[0].baselines.as_str()), (run_id, true, "[]"));
 
+    store.insert_contention(&[ContentionRow { env: String::new(), runs_per_sample: 0, ..contention(model_id, "cpu:1", "memory-other", 10.0, 12.5) }]).unwrap();
+    let c = store.contention(DEVICE).unwrap();
+    // An empty JSON column and an unset batch size get their defaults.
+    assert_eq!((c[0].slowdown, c[0].env.as_str(), c[0].runs_per_sample), (1.25, "{}", 1));
+
     for table in all_tables() {
         assert!(store.row_count(table).unwrap() >= 1, "{table} has a row");
     }
@@ -246,6 +251,50 @@ fn upserting_a_measurement_twice_leaves_one_row() {
     // Another context is another measurement.
     store.insert_measurements(&[MeasurementRow { context: Context::Isolated, ..rows[1].clone() }]).unwrap();
     assert_eq!(store.measurements(DEVICE, model_id).unwrap().len(), 3);
+}
+
+fn contention(model_id: i64, processor: &str, scenario: &str, idle_us: f64, loaded_us: f64) -> ContentionRow {
+    ContentionRow {
+        device_id: DEVICE.into(),
+        processor_id: processor.into(),
+        model_id,
+        scenario: scenario.into(),
+        load: format!("compute spinner x1 on core 1 ({scenario})"),
+        idle_us,
+        loaded_us,
+        slowdown: loaded_us / idle_us,
+        idle_samples: 9,
+        loaded_samples: 8,
+        runs_per_sample: 3,
+        idle_cv: Some(0.02),
+        loaded_cv: None,
+        env: r#"{"device_id":"x"}"#.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn contention_profiles_are_replaced_not_duplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(db(&dir)).unwrap();
+    let (model_id, _) = seed(&store);
+    let first = [contention(model_id, "cpu:0", "compute-other", 100.0, 110.0), contention(model_id, "cpu:0", "compute-same", 100.0, 205.0)];
+    assert_eq!(store.insert_contention(&first).unwrap(), 2);
+    let rows = store.contention(DEVICE).unwrap();
+    assert_eq!(rows.iter().map(|r| r.scenario.as_str()).collect::<Vec<_>>(), ["compute-other", "compute-same"]);
+    assert_eq!((rows[1].slowdown, rows[1].idle_samples, rows[1].runs_per_sample, rows[1].idle_cv, rows[1].loaded_cv), (2.05, 9, 3, Some(0.02), None));
+    assert!(!rows[0].created_at.is_empty() && rows[0].env.contains("device_id"));
+    // Profiling cpu:0's compute-same again replaces it; cpu:1 is another row; another device sees none.
+    store.insert_contention(&[contention(model_id, "cpu:0", "compute-same", 90.0, 270.0), contention(model_id, "cpu:1", "compute-same", 95.0, 190.0)]).unwrap();
+    let rows = store.contention(DEVICE).unwrap();
+    assert_eq!(rows.len(), 3);
+    let same: Vec<(&str, f64)> = rows.iter().filter(|r| r.scenario == "compute-same").map(|r| (r.processor_id.as_str(), r.slowdown)).collect();
+    assert_eq!(same, [("cpu:0", 3.0), ("cpu:1", 2.0)]);
+    assert!(store.contention("another-device").unwrap().is_empty());
+    // A batch naming a processor the device lacks is refused whole.
+    let err = store.insert_contention(&[contention(model_id, "cpu:1", "memory-same", 1.0, 2.0), contention(model_id, "npu:7", "memory-same", 1.0, 2.0)]).unwrap_err();
+    assert!(err.to_string().contains("storing contention profiles"), "{err}");
+    assert_eq!(store.row_count("contention").unwrap(), 3);
 }
 
 #[test]
