@@ -111,6 +111,12 @@ pub struct Evaluator<'a> {
     act: Vec<u64>,
     sched: Scheduler,
     times: Times,
+    /// [`Evaluator::score_scenarios`]'s scratch: the stages in the order of their start at full
+    /// speed, each stage's place in it, and the times in one scenario.
+    listed: Stages,
+    order: Vec<usize>,
+    place: Vec<usize>,
+    slowed: Times,
     /// Candidates scored so far.
     pub evaluations: usize,
 }
@@ -176,6 +182,10 @@ impl<'a> Evaluator<'a> {
             act: vec![0; np],
             sched: Scheduler::default(),
             times: Times::default(),
+            listed: Stages::default(),
+            order: vec![],
+            place: vec![],
+            slowed: Times::default(),
             evaluations: 0,
         }
     }
@@ -199,6 +209,49 @@ impl<'a> Evaluator<'a> {
         self.sched.run(&self.stages, self.problem.processors.len(), &self.overlap, Order::EarliestStart, &mut self.times);
         let (latency_us, period_us) = (self.times.latency, self.times.period);
         Score { value: objective_value(self.objective, latency_us, period_us), latency_us, period_us }
+    }
+
+    /// Scores a candidate in availability scenarios: in scenario `i`, every stage of processor `p` takes
+    /// `factors[i][p]` times as long (what [`Problem::slowed`] does to the ops, split parts and stage
+    /// costs; hand-overs keep their time). The stages are formed once and scheduled at the problem's own
+    /// speed; in each scenario they then run in the order of that schedule, which is the order a plan
+    /// written by [`Evaluator::plan`] lists them and the executor keeps whatever the load. So each
+    /// scenario's figure is what [`crate::simulate`] predicts for that plan on the slowed problem (a
+    /// fresh schedule of the slowed problem could reorder stages the executor will not reorder).
+    ///
+    /// Writes one score per scenario into `out`; returns the score at the problem's own speed. Counts
+    /// as one evaluation.
+    pub fn score_scenarios(&mut self, choices: &[Choice], factors: &[Vec<f64>], out: &mut Vec<Score>) -> Score {
+        let own = self.score(choices);
+        out.clear();
+        if !own.is_feasible() {
+            out.resize(factors.len(), Score::INFEASIBLE);
+            return own;
+        }
+        let n = self.stages.len;
+        self.order.clear();
+        self.order.extend(0..n);
+        self.order.sort_by(|&a, &b| self.times.start[a].total_cmp(&self.times.start[b]).then(a.cmp(&b)));
+        self.place.resize(n, 0);
+        for (k, &s) in self.order.iter().enumerate() {
+            self.place[s] = k;
+        }
+        self.listed.clear();
+        for &s in &self.order {
+            let k = self.listed.push(self.stages.proc[s], self.stages.dur[s]);
+            self.listed.deps[k].extend(self.stages.deps[s].iter().map(|&(d, delay)| (self.place[d], delay)));
+        }
+        let procs = self.problem.processors.len();
+        for f in factors {
+            for (k, &s) in self.order.iter().enumerate() {
+                let p = self.stages.proc[s];
+                self.listed.dur[k] = self.stages.dur[s] * crate::problem::slowdown(f, p);
+            }
+            self.sched.run(&self.listed, procs, &self.overlap, Order::Listed, &mut self.slowed);
+            let (latency_us, period_us) = (self.slowed.latency, self.slowed.period);
+            out.push(Score { value: objective_value(self.objective, latency_us, period_us), latency_us, period_us });
+        }
+        own
     }
 
     fn has_anc(&self, s: usize, t: usize) -> bool {

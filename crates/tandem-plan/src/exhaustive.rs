@@ -30,14 +30,27 @@ pub fn candidate_count(problem: &Problem) -> u64 {
 
 /// Scores every candidate; refuses when there are more than `limit`.
 pub fn exhaustive(problem: &Problem, objective: Objective, limit: u64) -> Result<Exhaustive, PlanError> {
+    let mut ev = Evaluator::new(problem, objective);
+    let mut best: Option<Solution> = None;
+    enumerate(problem, limit, |choices| {
+        let score = ev.score(choices);
+        if score.is_feasible() && best.as_ref().map(|b| score.value < b.score.value).unwrap_or(true) {
+            best = Some(Solution { choices: choices.to_vec(), score });
+        }
+    })?;
+    let best = best.ok_or_else(|| PlanError::NoPlan("no candidate can run every op within memory".into()))?;
+    Ok(Exhaustive { best, candidates: ev.evaluations as u64 })
+}
+
+/// Calls `visit` with every candidate of every configuration (the enumeration [`exhaustive`] scores,
+/// for references that score candidates another way); refuses when there are more than `limit`.
+pub fn enumerate(problem: &Problem, limit: u64, mut visit: impl FnMut(&[Choice])) -> Result<(), PlanError> {
     problem.check()?;
     let count = candidate_count(problem);
     if count > limit {
         return Err(PlanError::NoPlan(format!("{count} candidates are too many to enumerate (limit {limit})")));
     }
     let n = problem.ops.len();
-    let mut ev = Evaluator::new(problem, objective);
-    let mut best: Option<Solution> = None;
     for config in configurations(problem) {
         let alts: Vec<Vec<Choice>> = (0..n).map(|v| alternatives(problem, v, &config)).collect();
         if alts.iter().any(|a| a.is_empty()) {
@@ -46,10 +59,7 @@ pub fn exhaustive(problem: &Problem, objective: Objective, limit: u64) -> Result
         let mut digit = vec![0usize; n];
         let mut choices: Vec<Choice> = alts.iter().map(|a| a[0]).collect();
         loop {
-            let score = ev.score(&choices);
-            if score.is_feasible() && best.as_ref().map(|b| score.value < b.score.value).unwrap_or(true) {
-                best = Some(Solution { choices: choices.clone(), score });
-            }
+            visit(&choices);
             // Next combination (odometer).
             let mut v = 0;
             while v < n {
@@ -67,6 +77,5 @@ pub fn exhaustive(problem: &Problem, objective: Objective, limit: u64) -> Result
             }
         }
     }
-    let best = best.ok_or_else(|| PlanError::NoPlan("no candidate can run every op within memory".into()))?;
-    Ok(Exhaustive { best, candidates: ev.evaluations as u64 })
+    Ok(())
 }

@@ -19,6 +19,11 @@
 //! [`exhaustive()`] enumerates every candidate of small problems, the reference the search is checked
 //! against.
 //!
+//! A device is not always idle: [`robust_search`] ([`robust`]) picks the plan whose predicted latency
+//! has the lowest p90 over availability [`Scenario`]s (each core idle, half available or heavily
+//! loaded, each processor slowed as its slowest core, [`Problem::slowed`]), against the idle-optimal
+//! plan and every processor alone; [`exhaustive_p90`] is its reference on small problems.
+//!
 //! ```text
 //! Graph + CostModels --build::problem--> Problem --search--> SearchResult --plan--> Plan --simulate--> Timeline
 //! ```
@@ -29,14 +34,16 @@ pub mod evaluate;
 pub mod exhaustive;
 pub mod plan;
 pub mod problem;
+pub mod robust;
 mod schedule;
 pub mod search;
 pub mod synthetic;
 pub mod timeline;
 
 pub use evaluate::{alternatives, Choice, Evaluator, Score};
-pub use exhaustive::{candidate_count, exhaustive, Exhaustive};
+pub use exhaustive::{candidate_count, enumerate, exhaustive, Exhaustive};
 pub use plan::{ModelRef, Objective, Part, Plan, PlanError, Span, Split, Stage, Timeline, Transfer};
 pub use problem::{OpInput, OpNode, ProcessorSpec, Problem, SplitOption, StageCost, TransferCost};
+pub use robust::{exhaustive_p90, p90, robust_search, scenarios, RobustBaseline, RobustExhaustive, RobustResult, Scenario};
 pub use search::{configurations, search, Baseline, SearchOptions, SearchResult, Solution};
 pub use timeline::{simulate, transfers};

@@ -160,6 +160,12 @@ impl SplitOption {
     }
 }
 
+/// Processor `p`'s factor in `factors` as [`Problem::slowed`] reads it: missing, non-finite or
+/// non-positive factors count as 1.
+pub(crate) fn slowdown(factors: &[f64], p: usize) -> f64 {
+    factors.get(p).copied().filter(|x| x.is_finite() && *x > 0.0).unwrap_or(1.0)
+}
+
 impl Problem {
     /// For each op, the ops reading its output (each once, in order).
     pub fn successors(&self) -> Vec<Vec<usize>> {
@@ -192,7 +198,7 @@ impl Problem {
     /// availability scenarios (`tune --robust`) and to re-plan while running when a processor slows down.
     /// Missing factors count as 1.
     pub fn slowed(&self, factors: &[f64]) -> Problem {
-        let f = |p: usize| factors.get(p).copied().filter(|x| x.is_finite() && *x > 0.0).unwrap_or(1.0);
+        let f = |p: usize| slowdown(factors, p);
         let mut out = self.clone();
         for op in &mut out.ops {
             for (p, c) in op.cost_us.iter_mut().enumerate() {

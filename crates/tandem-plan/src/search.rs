@@ -178,7 +178,7 @@ pub fn search(problem: &Problem, options: &SearchOptions) -> Result<SearchResult
         // Share what is left of the budget among the configurations still to search.
         let left = budget.saturating_sub(ev.evaluations);
         let share = left / (multi.len() - i);
-        if let Some(s) = Climber::new(&mut ev, config, options.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).run(share) {
+        if let Some(s) = Climber::new(problem, &mut ev, config, options.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).run(share) {
             consider(s, &mut best);
         }
     }
@@ -198,9 +198,29 @@ type Placement = [(usize, f64); 2];
 /// Models of at most this many ops also try swapping the processors of every two ops.
 const SWAP_OPS: usize = 32;
 
+/// What the local search scores candidates with, lower `value` better: an [`Evaluator`] (one problem's
+/// figures), or the robust search's p90 over availability scenarios ([`crate::robust`]).
+pub(crate) trait Scorer {
+    /// Scores a candidate (one choice per op).
+    fn score(&mut self, choices: &[Choice]) -> Score;
+    /// Candidates scored so far: the budget counts these.
+    fn evaluations(&self) -> usize;
+}
+
+impl Scorer for Evaluator<'_> {
+    fn score(&mut self, choices: &[Choice]) -> Score {
+        Evaluator::score(self, choices)
+    }
+
+    fn evaluations(&self) -> usize {
+        self.evaluations
+    }
+}
+
 /// Local search within one configuration.
-struct Climber<'e, 'p> {
-    ev: &'e mut Evaluator<'p>,
+pub(crate) struct Climber<'e, 'p> {
+    problem: &'p Problem,
+    ev: &'e mut dyn Scorer,
     config: Vec<usize>,
     alts: Vec<Vec<Choice>>,
     /// Ops, heaviest first.
@@ -212,27 +232,32 @@ struct Climber<'e, 'p> {
 }
 
 impl<'e, 'p> Climber<'e, 'p> {
-    fn new(ev: &'e mut Evaluator<'p>, config: &[usize], seed: u64) -> Climber<'e, 'p> {
-        let problem = ev.problem();
+    /// A climber over `config` scoring with `ev` (which scores candidates of `problem`).
+    pub(crate) fn new(problem: &'p Problem, ev: &'e mut dyn Scorer, config: &[usize], seed: u64) -> Climber<'e, 'p> {
         let n = problem.ops.len();
         let alts: Vec<Vec<Choice>> = (0..n).map(|v| alternatives(problem, v, config)).collect();
         let weight = |v: usize| problem.ops[v].cost_us.iter().flatten().copied().fold(0.0, f64::max);
         let mut heavy: Vec<usize> = (0..n).collect();
         heavy.sort_by(|&a, &b| weight(b).total_cmp(&weight(a)).then(a.cmp(&b)));
-        let groups = groups(problem, ev.successors());
-        Climber { ev, config: config.to_vec(), alts, heavy, groups, rng: Rng(seed), stop_at: 0 }
+        let groups = groups(problem, &problem.successors());
+        Climber { problem, ev, config: config.to_vec(), alts, heavy, groups, rng: Rng(seed), stop_at: 0 }
     }
 
     fn out_of_budget(&self) -> bool {
-        self.ev.evaluations >= self.stop_at
+        self.ev.evaluations() >= self.stop_at
+    }
+
+    /// Whether every op has a choice in the configuration.
+    fn can_run(&self) -> bool {
+        !self.alts.is_empty() && self.alts.iter().all(|a| !a.is_empty())
     }
 
     fn run(mut self, budget: usize) -> Option<Solution> {
-        if self.alts.is_empty() || self.alts.iter().any(|a| a.is_empty()) {
+        if !self.can_run() {
             return None;
         }
-        self.stop_at = self.ev.evaluations + budget.max(1);
-        let problem = self.ev.problem();
+        self.stop_at = self.ev.evaluations() + budget.max(1);
+        let problem = self.problem;
         let mut starts: Vec<Vec<Choice>> = self.config.iter().map(|&q| single(problem, q, &self.config, &self.alts)).collect();
         starts.push(self.greedy());
         starts.push(self.chain_dp());
@@ -243,7 +268,21 @@ impl<'e, 'p> Climber<'e, 'p> {
                 best = Some(Solution { choices, score });
             }
         }
-        let mut best = best?;
+        self.polish(best?)
+    }
+
+    /// Local search from `start` (a scored candidate, its ops on processors of the configuration)
+    /// within `budget` more evaluations: what [`Climber::run`] does after its starts.
+    pub(crate) fn improve(mut self, start: Solution, budget: usize) -> Option<Solution> {
+        if !self.can_run() {
+            return None;
+        }
+        self.stop_at = self.ev.evaluations() + budget.max(1);
+        self.polish(start)
+    }
+
+    /// Descends from `best`, then kicks and descends again while the budget and patience last.
+    fn polish(&mut self, mut best: Solution) -> Option<Solution> {
         self.descend(&mut best);
         // Kicks: perturb the best a little and descend again.
         // Small models are cheap to kick: try longer before giving up.
@@ -350,7 +389,7 @@ impl<'e, 'p> Climber<'e, 'p> {
     /// Each op, in topological order, where it finishes first given the ops before it (splits of
     /// single ops included): a list schedule that spreads parallel branches over the processors.
     fn greedy(&self) -> Vec<Choice> {
-        let problem = self.ev.problem();
+        let problem = self.problem;
         let n = problem.ops.len();
         let np = problem.processors.len();
         let mut avail = vec![0.0f64; np];
@@ -413,7 +452,7 @@ impl<'e, 'p> Climber<'e, 'p> {
     /// The best choice per op with the topological order taken as a chain: each op's time plus the
     /// hand-over from the op before it, minimised by dynamic programming (exact on a chain).
     fn chain_dp(&self) -> Vec<Choice> {
-        let problem = self.ev.problem();
+        let problem = self.problem;
         let n = problem.ops.len();
         // Per op: its single-op choices, their own times and where their output lands.
         let mut states: Vec<Vec<(Choice, f64, Placement)>> = Vec::with_capacity(n);

@@ -9,7 +9,7 @@ use tandem_plan::{candidate_count, exhaustive, search, ModelRef, Objective, Plan
 /// Largest candidate count enumerated per case.
 const LIMIT: u64 = 200_000;
 
-fn model_ref(problem: &Problem) -> ModelRef {
+pub(crate) fn model_ref(problem: &Problem) -> ModelRef {
     ModelRef { name: "synthetic".into(), content_hash: "0".repeat(64), input_shapes: "{}".into(), op_count: problem.ops.len() }
 }
 
@@ -26,12 +26,17 @@ fn memory(plan: &Plan, problem: &Problem) -> Vec<f64> {
 
 /// One random case: its problem and objective.
 fn case(seed: u64) -> (Problem, Objective) {
+    case_within(seed, LIMIT)
+}
+
+/// One random case of at most `limit` candidates (ops are dropped until it fits).
+pub(crate) fn case_within(seed: u64, limit: u64) -> (Problem, Objective) {
     let device = [Device::TwoCores, Device::Accelerator, Device::AcceleratorAndCores][(seed % 3) as usize];
     let max_ops = if device == Device::AcceleratorAndCores { 8 } else { 12 };
     let mut rng = Rng(seed.wrapping_mul(7919));
     let mut recipe = Recipe::new(4 + rng.below(max_ops - 3), device);
     let mut problem = synthetic::problem(seed, &recipe);
-    while candidate_count(&problem) > LIMIT {
+    while candidate_count(&problem) > limit {
         recipe.ops -= 1;
         problem = synthetic::problem(seed, &recipe);
     }
