@@ -1,11 +1,12 @@
 //! Running a plan that re-plans itself when the device changes under it.
 //!
 //! [`Adaptive`] serves requests one at a time with the current plan's [`Executor`]. After each, it
-//! gives the [`Monitor`] the time each processor's stages took against the plan's prediction, and
-//! every few requests the time of a short probe on each core the plan leaves unused (those cores have
-//! no stages to time, and a core that recovered from a load must be seen to recover). When the monitor
-//! reports a sustained change of a core's speed, the planning problem is slowed by the believed
-//! factors ([`tandem_plan::Problem::slowed`]), searched again (milliseconds), and the new plan compiled;
+//! gives the [`Monitor`] the time each processor's stages took against the plan's prediction and, every
+//! few tens of milliseconds, how busy other processes kept each core ([`CoreUse`]) that the plan leaves
+//! unused, that is believed slowed, or that is under suspicion (those cores have no stages to time, or
+//! stage times that cannot say which core changed or that it recovered). When the monitor reports a
+//! sustained change of a core's speed, the planning problem is slowed by the believed factors
+//! ([`tandem_plan::Problem::slowed`]), searched again (milliseconds), and the new plan compiled;
 //! the switch happens between requests, so no request is dropped or runs half on one plan and half on
 //! another. Plans are kept with their compiled executors and keyed by the beliefs they were made for:
 //! when the load goes away, the idle plan comes back without compiling anything.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tandem_device::{JobHandle, Processor, Worker};
+use tandem_device::{CoreUse, Processor};
 use tandem_graph::Graph;
 use tandem_plan::{ModelRef, Plan, Problem, SearchOptions};
 use tract_onnx::prelude::{TVec, TValue};
@@ -34,18 +35,16 @@ pub struct AdaptiveOptions {
     pub monitor: MonitorOptions,
     /// How to search a new plan.
     pub search: SearchOptions,
-    /// Probe the cores the current plan leaves unused every this many requests; 0 never probes.
-    pub probe_every: usize,
-    /// How long a probe takes on an idle core, µs. Long enough to span several scheduler time slices,
-    /// so a core shared with another busy thread shows its share, not the wake-up bonus of one slice.
-    pub probe_us: f64,
+    /// Read how busy each core is with other processes' work at most this often, ms (0 never reads).
+    /// The OS counts in 10 ms ticks: shorter intervals say little.
+    pub sample_ms: f64,
     /// The executors' options.
     pub exec: ExecOptions,
 }
 
 impl Default for AdaptiveOptions {
     fn default() -> Self {
-        AdaptiveOptions { monitor: MonitorOptions::default(), search: SearchOptions::default(), probe_every: 2, probe_us: 3000.0, exec: ExecOptions::default() }
+        AdaptiveOptions { monitor: MonitorOptions::default(), search: SearchOptions::default(), sample_ms: 30.0, exec: ExecOptions::default() }
     }
 }
 
@@ -120,14 +119,6 @@ struct Version {
     exec: Executor,
 }
 
-/// A short fixed piece of work on one core, and its time on the idle device.
-struct Probe {
-    core: usize,
-    worker: Worker,
-    iterations: u64,
-    idle_us: f64,
-}
-
 /// Serves requests with the best plan for the device as it is now; see the module docs.
 pub struct Adaptive {
     graph: Arc<Graph>,
@@ -137,7 +128,10 @@ pub struct Adaptive {
     monitor: Monitor,
     versions: Vec<Version>,
     current: usize,
-    probes: Vec<Probe>,
+    /// All cores of the device's CPU processors.
+    cores: Vec<usize>,
+    /// The last reading of the cores' use, and when it was taken.
+    last_use: Option<(CoreUse, Instant)>,
     served: usize,
     events: Vec<Event>,
     /// Core → factor the readings are multiplied by (tests inject slowdowns with it).
@@ -145,22 +139,15 @@ pub struct Adaptive {
 }
 
 impl Adaptive {
-    /// Starts with `plan` (the plan tuned for the idle device) on a device with `processors`, and
-    /// calibrates one probe per CPU core: call it while the device is as it was profiled, since
-    /// probes are read against these times.
+    /// Starts with `plan` (the plan tuned for the idle device) on a device with `processors`.
     pub fn new(graph: Arc<Graph>, plan: &Plan, processors: &[Processor], replanner: Replanner, options: AdaptiveOptions) -> Result<Adaptive> {
         let exec = Executor::with_options(graph.clone(), plan, processors, options.exec.clone())?;
         let mut cores: Vec<usize> = processors.iter().flat_map(|p| p.cores.iter().copied()).collect();
         cores.sort_unstable();
         cores.dedup();
-        let mut probes = vec![];
-        if options.probe_every > 0 {
-            for &core in &cores {
-                probes.push(Probe::calibrate(core, options.probe_us)?);
-            }
-        }
-        let monitor = Monitor::new(cores, options.monitor);
+        let monitor = Monitor::new(cores.iter().copied(), options.monitor);
         let beliefs = monitor.beliefs().clone();
+        let last_use = CoreUse::read().map(|u| (u, Instant::now()));
         Ok(Adaptive {
             graph,
             processors: processors.to_vec(),
@@ -169,7 +156,8 @@ impl Adaptive {
             monitor,
             versions: vec![Version { beliefs, exec }],
             current: 0,
-            probes,
+            cores,
+            last_use,
             served: 0,
             events: vec![],
             injected: BTreeMap::new(),
@@ -201,7 +189,7 @@ impl Adaptive {
         self.monitor.beliefs()
     }
 
-    /// Makes every later reading of `core` (its processors' stages and its probe) `factor` times
+    /// Makes every later reading of `core` (its processors' stages and its use) `factor` times
     /// longer than measured, as if the core had slowed down; 1 removes it. For tests of detection and
     /// switching that must not depend on how busy the machine running them is.
     #[doc(hidden)]
@@ -213,51 +201,48 @@ impl Adaptive {
     /// says so (the new plan serves the next request).
     pub fn request(&mut self, inputs: TVec<TValue>) -> Result<Served> {
         let index = self.served;
-        let used: Vec<usize> = self.used_cores();
-        // Probes run on unused cores while the request runs on the others.
-        let probing = self.options.probe_every > 0 && index % self.options.probe_every == 0;
-        let idle: Vec<usize> = if probing { self.probes.iter().map(|p| p.core).filter(|c| !used.contains(c)).collect() } else { vec![] };
-        let started = self.start_probes(&idle);
         let plan = self.current;
         let outcome = self.versions[plan].exec.run(inputs)?;
         let mut readings = self.stage_readings(self.versions[plan].exec.plan(), &outcome.stages);
-        readings.extend(self.probe_readings(started)?);
+        readings.extend(self.core_readings());
         self.served += 1;
-        let mut detection = self.monitor.observe(&readings);
-        if detection.is_none() {
-            // A multi-core processor looks slower: probe its cores now, between requests (they are
-            // idle), to learn which one it is.
-            let suspects = self.monitor.suspects();
-            if !suspects.is_empty() {
-                let probes = self.probe_readings(self.start_probes(&suspects))?;
-                detection = self.monitor.observe(&probes);
-            }
-        }
-        let event = match detection {
+        let event = match self.monitor.observe(&readings) {
             Some(detection) => Some(self.replan(detection)?),
             None => None,
         };
         Ok(Served { index, plan, latency_us: outcome.timeline.latency_us, outputs: outcome.outputs, event })
     }
 
-    /// Starts a probe on each of `cores` (they run while the caller goes on).
-    fn start_probes(&self, cores: &[usize]) -> Vec<(usize, f64, JobHandle<f64>)> {
-        let probes = self.probes.iter().filter(|p| cores.contains(&p.core));
-        probes
-            .map(|p| {
-                let n = p.iterations;
-                (p.core, p.idle_us, p.worker.submit(move || timed_work(n)))
+    /// Every `sample_ms`: how busy other processes kept each core the plan leaves unused (it has no
+    /// stages to time there, and a core that recovered must be seen to), each used core believed
+    /// slowed (short stages on a shared core can run almost at full speed right after a wake-up, so
+    /// their times may not show a recovery), and each core under suspicion (a multi-core processor's
+    /// stages cannot say which of its cores changed). A core another busy thread wants all the time
+    /// gives this process about half of it: the reading is `1 + share`.
+    fn core_readings(&mut self) -> Vec<Reading> {
+        if self.options.sample_ms <= 0.0 {
+            return vec![];
+        }
+        let due = self.last_use.as_ref().map(|(_, t)| t.elapsed().as_secs_f64() * 1e3 >= self.options.sample_ms).unwrap_or(true);
+        if !due {
+            return vec![];
+        }
+        let Some(now) = CoreUse::read() else { return vec![] };
+        let Some((before, _)) = self.last_use.replace((now.clone(), Instant::now())) else { return vec![] };
+        let used = self.used_cores();
+        let suspects = self.monitor.suspects();
+        let share = before.others_share(&now);
+        for (&core, s) in &share {
+            self.monitor.hint(core, (1.0 + s) * self.injected_factor(&[core]));
+        }
+        self.cores
+            .iter()
+            .filter(|c| !used.contains(c) || suspects.contains(c) || self.monitor.factor(&[**c]) > 1.0)
+            .filter_map(|&core| {
+                let s = share.get(&core)?;
+                Some(Reading::Probe { core, measured_us: (1.0 + s) * self.injected_factor(&[core]), idle_us: 1.0 })
             })
             .collect()
-    }
-
-    /// Waits for probes started with [`Adaptive::start_probes`] and returns their readings.
-    fn probe_readings(&self, started: Vec<(usize, f64, JobHandle<f64>)>) -> Result<Vec<Reading>> {
-        let mut readings = vec![];
-        for (core, idle_us, job) in started {
-            readings.push(Reading::Probe { core, measured_us: job.wait()? * self.injected_factor(&[core]), idle_us });
-        }
-        Ok(readings)
     }
 
     /// Cores of the processors the current plan uses.
@@ -329,38 +314,4 @@ fn same_work(a: &Plan, b: &Plan) -> bool {
     a.stages.len() == b.stages.len()
         && a.stages.iter().zip(&b.stages).all(|(x, y)| x.processor == y.processor && x.ops == y.ops && x.part == y.part)
         && a.splits == b.splits
-}
-
-impl Probe {
-    /// Finds the iteration count that takes about `target_us` on `core` and its best time (the
-    /// fastest of several runs: the idle figure).
-    fn calibrate(core: usize, target_us: f64) -> Result<Probe> {
-        let worker = Worker::spawn(&Processor::cpu(&[core], None))?;
-        let mut iterations: u64 = 10_000;
-        loop {
-            let us = worker.run(move || timed_work(iterations))?;
-            if us >= target_us / 4.0 || iterations > 1 << 34 {
-                iterations = ((iterations as f64) * target_us / us.max(1e-3)).ceil().max(1.0) as u64;
-                break;
-            }
-            iterations *= 4;
-        }
-        let mut idle_us = f64::INFINITY;
-        for _ in 0..5 {
-            idle_us = idle_us.min(worker.run(move || timed_work(iterations))?);
-        }
-        Ok(Probe { core, worker, iterations, idle_us })
-    }
-}
-
-/// `n` steps of a dependent integer recurrence that stays in registers, timed in µs: it measures how
-/// much of the core this thread gets, not the memory system.
-fn timed_work(n: u64) -> f64 {
-    let t = Instant::now();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in 0..n {
-        x = x.rotate_left(7) ^ i.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    }
-    std::hint::black_box(x);
-    t.elapsed().as_secs_f64() * 1e6
 }

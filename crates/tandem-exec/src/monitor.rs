@@ -13,8 +13,8 @@
 //!   `warmup` requests of each plan set its baseline, and only a *change* of the ratio against that
 //!   baseline moves the belief. The plan's predictions already include the belief it was made under,
 //!   so the baseline is relative to that belief.
-//! - [`Reading::Probe`]: a fixed piece of work timed on an otherwise unused core against its time when
-//!   the device was idle: an absolute reading of that core's availability.
+//! - [`Reading::Probe`]: an absolute reading of a core's availability against the idle device (the
+//!   runner reads how busy other processes keep the core; any fixed reference would do).
 //!
 //! Readings are smoothed (an exponential moving average of the log ratio) and a change counts only when
 //! the smoothed value is beyond `threshold` for `sustain` requests in a row: one slow request (a page
@@ -108,12 +108,15 @@ pub struct Monitor {
     /// Stage tracks by the processor's cores, probe tracks by core.
     stages: BTreeMap<Vec<usize>, Track>,
     probes: BTreeMap<usize, Track>,
+    /// Core → the latest absolute factor seen for it, used only to tell which core of a multi-core
+    /// processor changed.
+    hints: BTreeMap<usize, f64>,
 }
 
 impl Monitor {
     /// A monitor for these cores, all believed idle.
     pub fn new(cores: impl IntoIterator<Item = usize>, options: MonitorOptions) -> Monitor {
-        Monitor { options, belief: cores.into_iter().map(|c| (c, 1.0)).collect(), stages: BTreeMap::new(), probes: BTreeMap::new() }
+        Monitor { options, belief: cores.into_iter().map(|c| (c, 1.0)).collect(), stages: BTreeMap::new(), probes: BTreeMap::new(), hints: BTreeMap::new() }
     }
 
     /// The options.
@@ -148,11 +151,20 @@ impl Monitor {
         cores
     }
 
-    /// Spreads a multi-core processor's new factor over its cores: with probes on them, the core that
-    /// probes slowest takes the factor (the processor is as slow as its slowest core) and the others
-    /// take what their probes say; without, every core takes it.
+    /// Notes an absolute reading of a core's factor that decides nothing by itself: it tells which
+    /// core of a multi-core processor changed when that processor's stages do.
+    pub fn hint(&mut self, core: usize, factor: f64) {
+        if factor.is_finite() && factor > 0.0 {
+            self.hints.insert(core, factor);
+        }
+    }
+
+    /// Spreads a multi-core processor's new factor over its cores: with probes (or hints) on them,
+    /// the core that reads slowest takes the factor (the processor is as slow as its slowest core)
+    /// and the others take what they read; without, every core takes it.
     fn attribute(&self, cores: &[usize], factor: f64) -> Vec<(usize, f64)> {
-        let probed: Vec<(usize, f64)> = cores.iter().filter_map(|c| self.probes.get(c).map(|t| (*c, t.smooth.exp()))).collect();
+        let read = |c: &usize| self.probes.get(c).map(|t| t.smooth.exp()).or_else(|| self.hints.get(c).copied());
+        let probed: Vec<(usize, f64)> = cores.iter().filter_map(|c| read(c).map(|f| (*c, f))).collect();
         if cores.len() < 2 || probed.len() < cores.len() {
             return cores.iter().map(|&c| (c, factor)).collect();
         }
@@ -190,8 +202,7 @@ impl Monitor {
                         }
                         continue;
                     }
-                    let shift = t.base_belief - t.base;
-                    if let Some(new) = step(t, x, shift, now, limit, o) {
+                    if let Some(new) = step(t, x, true, now, limit, o) {
                         for (c, f) in self.attribute(cores, new) {
                             changes.insert(c, (self.belief[&c], f));
                         }
@@ -202,13 +213,14 @@ impl Monitor {
                     let Some(x) = log_ratio(*measured_us, *idle_us) else { continue };
                     let now = self.factor(&[*core]).ln();
                     let t = self.probes.entry(*core).or_insert_with(|| Track { smooth: x, ..Default::default() });
-                    if let Some(new) = step(t, x, 0.0, now, limit, o) {
+                    if let Some(new) = step(t, x, false, now, limit, o) {
                         changes.insert(*core, (self.belief.get(core).copied().unwrap_or(1.0), new));
                         evidence.push(format!("probe on core {core}"));
                     }
                 }
             }
         }
+        changes.retain(|_, (old, new)| old != new);
         if changes.is_empty() {
             return None;
         }
@@ -228,10 +240,11 @@ fn log_ratio(measured: f64, reference: f64) -> Option<f64> {
     (measured > 0.0 && reference > 0.0 && measured.is_finite() && reference.is_finite()).then(|| (measured / reference).ln())
 }
 
-/// Adds raw log ratio `x` to a track whose readings map to a log factor by `+ shift`; returns the new
-/// factor when the smoothed factor has been beyond `limit` (log) of the believed `now` (log) for
-/// `sustain` readings in a row.
-fn step(t: &mut Track, x: f64, shift: f64, now: f64, limit: f64, o: MonitorOptions) -> Option<f64> {
+/// Adds raw log ratio `x` to a track; returns the new factor when the smoothed factor has been beyond
+/// `limit` (log) of the believed `now` (log) for `sustain` readings in a row. A `relative` (stage)
+/// track maps its readings to a factor through its baseline; a probe's reading is the factor.
+fn step(t: &mut Track, x: f64, relative: bool, now: f64, limit: f64, o: MonitorOptions) -> Option<f64> {
+    let shift = if relative { t.base_belief - t.base } else { 0.0 };
     t.smooth = o.alpha * x + (1.0 - o.alpha) * t.smooth;
     t.recent.push_back(x);
     while t.recent.len() > o.sustain.max(1) {
@@ -246,9 +259,21 @@ fn step(t: &mut Track, x: f64, shift: f64, now: f64, limit: f64, o: MonitorOptio
     if t.streak < o.sustain.max(1) {
         return None;
     }
+    t.streak = 0;
     let mut recent: Vec<f64> = t.recent.iter().copied().collect();
     recent.sort_by(f64::total_cmp);
-    let factor = snapped((recent[recent.len() / 2] + shift).exp(), o.snap);
+    let raw = recent[recent.len() / 2];
+    let factor = snapped((raw + shift).exp(), o.snap);
+    if (factor.ln() - now).abs() < 1e-9 {
+        // Readings moved but the belief stays (a core is never believed faster than profiled): a
+        // stage track takes them as its new baseline rather than firing again on the same evidence.
+        if relative {
+            t.base = raw;
+            t.base_belief = now;
+        }
+        t.smooth = raw;
+        return None;
+    }
     // Re-centre the smoothed value on what was just decided, so the track does not fire again on
     // the lag of its own average.
     t.smooth = factor.ln() - shift;
@@ -374,7 +399,7 @@ mod tests {
             }
         }
         assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!(got[0].changes, vec![(0, 1.0, 1.0), (1, 1.0, 1.8)]);
+        assert_eq!(got[0].changes, vec![(1, 1.0, 1.8)], "core 0 probes idle: unchanged");
         assert_eq!((m.factor(&[0]), m.factor(&[1]), m.factor(&[0, 1])), (1.0, 1.8, 1.8));
     }
 

@@ -63,7 +63,7 @@ fn an_injected_slowdown_switches_the_plan_between_requests_and_every_output_stay
     let g = zoo("inception");
     let problem = problem(&g, &device.processors);
     let replanner = Replanner { problem, model: tandem_plan::build::model_ref(&g), device_id: device.id.clone(), cost_model_version: None };
-    let options = AdaptiveOptions { exec: ExecOptions { timeout: Duration::from_secs(60), ..Default::default() }, probe_us: 500.0, ..Default::default() };
+    let options = AdaptiveOptions { exec: ExecOptions { timeout: Duration::from_secs(60), ..Default::default() }, ..Default::default() };
     let (idle_plan, _) = replanner.plan(|_| 1.0, &SearchOptions::default()).unwrap();
     assert!(work_on(&idle_plan, &device.processors, slow_core) > 0.0, "the idle plan uses core {slow_core}");
 
