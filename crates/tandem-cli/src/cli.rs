@@ -44,7 +44,8 @@ pub enum Command {
     Devices(DevicesArgs),
     /// Measure every op of a model on every processor (in context and alone), split parts of heavy ops,
     /// and hand-overs between processors, into the results database. Resumes an interrupted session.
-    #[command(after_help = "Examples:\n  tandem profile model.onnx\n  tandem profile resnet --processors cpu:0,cpu:0-1\n  tandem profile model.onnx --force --json   # measure again, print JSON")]
+    /// With --contention, measure instead how much each CPU processor slows down next to background load.
+    #[command(after_help = "Examples:\n  tandem profile model.onnx\n  tandem profile resnet --processors cpu:0,cpu:0-1\n  tandem profile model.onnx --force --json   # measure again, print JSON\n  tandem profile transformer --contention --budget-ms 1000   # slowdown under interference, per processor and scenario")]
     Profile(ProfileArgs),
     /// Fit latency cost models on this device's profiles (per processor and op kind, stages, transfers),
     /// store them as a new version, and print their accuracy on data held out from the fit.
@@ -53,20 +54,111 @@ pub enum Command {
     /// Run a stored plan on this device's processors: verify its outputs against the single-processor
     /// run, measure it against every processor running the whole model alone, compare with its
     /// prediction, and store the run.
-    #[command(after_help = "Examples:\n  tandem run model.onnx --plan 7\n  tandem run resnet --plan 7 --trace run.json   # open run.json in https://ui.perfetto.dev\n  tandem run model.onnx --plan 7 --stream 100 --json")]
+    #[command(after_help = "Examples:\n  tandem run model.onnx --plan 7\n  tandem run resnet --plan 7 --trace run.json   # open run.json in https://ui.perfetto.dev\n  tandem run model.onnx --plan 7 --stream 100 --json\n  tandem run resnet --plan 7 --adaptive --requests 500   # re-plan while other apps load the cores")]
     Run(RunArgs),
     /// Search the best partition plan of a model across the device's processors (parallel branches,
     /// split operators, processor sets), predict its timeline with the fitted cost models, and store it.
-    #[command(after_help = "Examples:\n  tandem tune model.onnx\n  tandem tune resnet --objective throughput\n  tandem tune model.onnx --json               # for programs: plan_id, predicted_ms, baselines, stages, search_ms\n  tandem tune model.onnx --device 3f9a0c1d2e4b5a69   # a phone's profile, imported with `tandem import`")]
+    #[command(after_help = "Examples:\n  tandem tune model.onnx\n  tandem tune resnet --objective throughput\n  tandem tune model.onnx --json               # for programs: plan_id, predicted_ms, baselines, stages, search_ms\n  tandem tune model.onnx --device 3f9a0c1d2e4b5a69   # a phone's profile, imported with `tandem import`\n  tandem tune resnet --robust                 # lowest p90 latency when cores are busy with other work too")]
     Tune(TuneArgs),
     /// Merge another tandem database (say, a profile taken on a phone) into this one: devices,
     /// processors, models, measurements, cost models, plans and runs. Importing twice adds nothing.
     #[command(after_help = "Examples:\n  tandem import phone.db\n  tandem import phone.db --db workstation.db --json\n  tandem tune model.onnx --device $(tandem query \"select id from devices where hostname = 'phone'\" --format csv | tail -1)")]
     Import(ImportArgs),
+    /// Experiments that put tandem's plans to the test on this device.
+    #[command(after_help = "Examples:\n  tandem experiment dynamics resnet\n  tandem experiment dynamics model.onnx --load-core 1 --csv requests.csv --trace dynamics.json --json")]
+    Experiment(ExperimentArgs),
+}
+
+/// `tandem experiment`.
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    /// The experiment.
+    #[command(subcommand)]
+    pub command: ExperimentCommand,
+}
+
+/// The experiments.
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// A stream of requests; partway through, a background load pinned to one core starts, later it
+    /// stops. The static plan, the adaptive plan and a plan re-tuned for the load are each served the
+    /// same stream: latency per request, p50 and p90 before, during and after the load, and when the
+    /// adaptive plan switched. Profiles and fits the model first if the database lacks it.
+    #[command(after_help = "Examples:\n  tandem experiment dynamics resnet\n  tandem experiment dynamics model.onnx --requests 200 --load-start 50 --load-stop 150\n  tandem experiment dynamics resnet --load-kind memory --load-threads 2 --csv requests.csv --trace dynamics.json\n  tandem experiment dynamics resnet --json   # static, adaptive, retuned_p50_during_ms, ...")]
+    Dynamics(DynamicsArgs),
+    /// Runs a background load until standard input closes (the experiments start it as a separate
+    /// process, as another app would be).
+    #[command(hide = true)]
+    Load(LoadArgs),
+}
+
+/// `tandem experiment load` (hidden).
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// What the load does.
+    #[arg(long, value_enum)]
+    pub kind: LoadKindArg,
+    /// Cores, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub cores: Vec<usize>,
+    /// Threads per core.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Share of each period it works.
+    #[arg(long, default_value_t = 1.0)]
+    pub duty: f64,
+}
+
+/// What the background load does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadKindArg {
+    /// A spinner that keeps the core busy (takes about half the core from another busy thread).
+    Compute,
+    /// A memory-bandwidth hog streaming over a buffer larger than the caches.
+    Memory,
+}
+
+/// `tandem experiment dynamics`.
+#[derive(Debug, Args)]
+pub struct DynamicsArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Requests per pass.
+    #[arg(long, default_value_t = 150)]
+    pub requests: usize,
+    /// The load starts before this request.
+    #[arg(long, default_value_t = 40)]
+    pub load_start: usize,
+    /// The load stops before this request.
+    #[arg(long, default_value_t = 110)]
+    pub load_stop: usize,
+    /// The core the load is pinned to (default: the last core).
+    #[arg(long, value_name = "CORE")]
+    pub load_core: Option<usize>,
+    /// What the load does.
+    #[arg(long, value_enum, default_value_t = LoadKindArg::Compute)]
+    pub load_kind: LoadKindArg,
+    /// Load threads on the core.
+    #[arg(long, default_value_t = 1)]
+    pub load_threads: usize,
+    /// Share of each 10 ms period the load works, in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    pub load_duty: f64,
+    /// Time budget per profiled item, milliseconds, when the model must be profiled first.
+    #[arg(long, value_name = "MS")]
+    pub budget_ms: Option<u64>,
+    /// Write every request's latency as CSV (mode, request, phase, start_ms, latency_ms, plan, verified).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write the passes as a Chrome trace: one track per pass, a span per request, the load and the
+    /// switches.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// A model on the command line.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// An ONNX file, or the name of a built-in zoo model (see `tandem zoo`).
     pub model: String,
@@ -133,6 +225,14 @@ pub struct ProfileArgs {
     /// Skip the hand-over measurements between processors.
     #[arg(long)]
     pub no_transfers: bool,
+    /// Instead of the per-op profile, measure how much each CPU processor slows down running the whole
+    /// model while background load runs: compute spinners and memory-bandwidth hogs on the other cores
+    /// (compute-other, memory-other) and on its own (compute-same, compute-same-x3, memory-same). Idle and
+    /// loaded runs alternate in blocks; --budget-ms is then the budget per processor and scenario
+    /// (default 2000). Stored in the `contention` table (profiling again replaces the rows), with
+    /// environment snapshots and a throttling verdict.
+    #[arg(long)]
+    pub contention: bool,
 }
 
 /// `tandem fit`.
@@ -161,6 +261,14 @@ pub struct RunArgs {
     /// Time budget of the measurement, plan and baselines together, milliseconds (default 3000).
     #[arg(long, value_name = "MS")]
     pub budget_ms: Option<u64>,
+    /// Serve requests one after another and re-plan between them when a core slows down or recovers
+    /// (another app starts or stops): stage times are compared with the plan's predictions, unused
+    /// cores are probed, and every switch is printed and stored with the run.
+    #[arg(long, conflicts_with_all = ["stream", "trace"])]
+    pub adaptive: bool,
+    /// With --adaptive: how many requests to serve.
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "adaptive")]
+    pub requests: usize,
 }
 
 /// `tandem tune`.
@@ -177,6 +285,14 @@ pub struct TuneArgs {
     /// the plan's stages.
     #[arg(long, value_enum, default_value_t = TuneObjective::Latency)]
     pub objective: TuneObjective,
+    /// Plan for a device that is not always idle: choose the plan whose predicted latency (time
+    /// between requests, with --objective throughput) has the lowest 90th percentile over availability
+    /// scenarios, each core idle, half available or heavily loaded (every combination on up to three
+    /// cores, else each core alone), and print each scenario against the idle-optimal plan and the
+    /// best processor alone. The slowdowns come from `tandem profile --contention` where measured,
+    /// else 2x and 4x. Stored with objective `latency-p90`; `tandem run` runs it like any plan.
+    #[arg(long)]
+    pub robust: bool,
 }
 
 /// What `tandem tune` minimises.

@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 use tandem_device::Device;
+use tandem_graph::Graph;
 use tandem_store::Store;
 
 use super::run::Executed;
@@ -64,22 +65,8 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
     let device = Device::discover()?;
 
     step(json, &format!("1/4 profiling {} on {}", graph.name, processor_list(&device, &args.processors)));
-    let profile_args = ProfileArgs { model, processors: args.processors.clone(), force: false, budget_ms: args.budget_ms, no_transfers: false };
-    let profiled = super::profile::measure(graph.clone(), &profile_args, db, !json)?;
+    let (profile, fit) = prepare(graph.clone(), &model, &args.processors, args.budget_ms, db, json)?;
     let store = Store::open(db)?;
-
-    let newest = store.latest_cost_model_version(&device.id)?;
-    let fit = match newest {
-        Some(version) if profiled.measurements == 0 => {
-            step(json, &format!("2/4 nothing new was measured: reusing cost models version {version}"));
-            FitStep { version, fitted: false, within_10pct: None }
-        }
-        _ => {
-            step(json, "2/4 fitting cost models on every profile of this device");
-            let f = super::fit::fit(&store, &device.id, db)?;
-            FitStep { version: f.version, fitted: true, within_10pct: Some(f.overall.within_10pct) }
-        }
-    };
 
     step(json, "3/4 searching the plan");
     let tuned = super::tune::tune(&graph, &store, None, args.objective.into())?;
@@ -89,7 +76,7 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
     let done = super::run::execute(graph.clone(), tuned.json.plan_id, &store, &device, &options, args.trace.as_deref())?;
 
     let steps = Steps {
-        profile: ProfileStep { measurements: profiled.measurements, reused: profiled.skipped, elapsed_s: profiled.elapsed_s },
+        profile,
         fit,
         tune_search_ms: tuned.json.search_ms,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -106,6 +93,28 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
         print_summary(&device, &tuned, &done, &steps)?;
     }
     super::run::fail_unverified(&done.json.report)
+}
+
+/// Profiles `graph` on `processors` (all when empty), keeping what the database holds, and fits cost
+/// models unless nothing new was measured and some exist: steps 1 and 2 of `auto`, shared with
+/// `experiment`. Progress lines and bars on stderr unless `quiet`.
+pub fn prepare(graph: Arc<Graph>, model: &ModelArgs, processors: &[String], budget_ms: Option<u64>, db: &std::path::Path, quiet: bool) -> Result<(ProfileStep, FitStep)> {
+    let device = Device::discover()?;
+    let profile_args = ProfileArgs { model: model.clone(), processors: processors.to_vec(), force: false, budget_ms, no_transfers: false, contention: false };
+    let profiled = super::profile::measure(graph, &profile_args, db, !quiet)?;
+    let store = Store::open(db)?;
+    let fit = match store.latest_cost_model_version(&device.id)? {
+        Some(version) if profiled.measurements == 0 => {
+            step(quiet, &format!("2/4 nothing new was measured: reusing cost models version {version}"));
+            FitStep { version, fitted: false, within_10pct: None }
+        }
+        _ => {
+            step(quiet, "2/4 fitting cost models on every profile of this device");
+            let f = super::fit::fit(&store, &device.id, db)?;
+            FitStep { version: f.version, fitted: true, within_10pct: Some(f.overall.within_10pct) }
+        }
+    };
+    Ok((ProfileStep { measurements: profiled.measurements, reused: profiled.skipped, elapsed_s: profiled.elapsed_s }, fit))
 }
 
 /// A progress line on stderr (not under `--json`, whose stdout is one object and stderr stays quiet).

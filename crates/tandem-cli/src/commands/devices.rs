@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use tandem_device::{Device, EnvSnapshot, GpuNote, Processor};
+use tandem_device::{Device, EnvSnapshot, GpuNote, Processor, Throttling};
 
 use crate::cli::DevicesArgs;
 use crate::table::Table;
@@ -14,7 +14,8 @@ use crate::table::Table;
 ///   "processors": [{id, kind, cores, threads, max_freq_khz, name?}],
 ///   "gpu_notes": [{runtime, message}],
 ///   "environment": {device_id, timestamp_ms, load_average {one, five, fifteen}, core_freq_khz [{core, khz}],
-///                   temperatures [{zone, celsius}], other_cpu_percent, window_ms} }
+///                   temperatures [{zone, celsius}], other_cpu_percent, window_ms},
+///   "throttling": {readable, throttled, reason} }
 /// ```
 ///
 /// Values the OS does not tell are `null` (or empty lists).
@@ -28,6 +29,9 @@ pub struct DevicesReport {
     pub gpu_notes: Vec<GpuNote>,
     /// The environment right now.
     pub environment: EnvSnapshot,
+    /// Whether the environment shows throttling (`readable: false` where no clock limit or temperature
+    /// can be read).
+    pub throttling: Throttling,
 }
 
 /// The device's identity.
@@ -61,6 +65,7 @@ pub fn report(device: &Device, window_ms: u64) -> DevicesReport {
         },
         processors: device.processors.clone(),
         gpu_notes: device.gpu_notes.clone(),
+        throttling: environment.throttling(device),
         environment,
     }
 }
@@ -124,7 +129,8 @@ pub fn run(args: &DevicesArgs, json: bool) -> Result<()> {
         e.temperatures.iter().map(|t| format!("{} {:.1} °C", t.zone, t.celsius)).collect::<Vec<_>>().join(", ")
     };
     crate::out(&format!(
-        "environment:\n  load average      {load}\n  other processes   {other}\n  core clocks       {freqs}\n  temperatures      {temps}\n"
+        "environment:\n  load average      {load}\n  other processes   {other}\n  core clocks       {freqs}\n  temperatures      {temps}\n  throttling        {}\n",
+        r.throttling.summary()
     ))?;
     Ok(())
 }

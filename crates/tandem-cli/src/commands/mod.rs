@@ -2,6 +2,7 @@
 
 pub mod auto;
 pub mod devices;
+pub mod experiment;
 pub mod export;
 pub mod fit;
 pub mod import;
@@ -31,6 +32,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Run(args) => run::run(args, &cli.db, cli.json),
         Command::Tune(args) => tune::run(args, &cli.db, cli.json),
         Command::Import(args) => import::run(args, &cli.db, cli.json),
+        Command::Experiment(args) => experiment::run(args, &cli.db, cli.json),
     }
 }
 

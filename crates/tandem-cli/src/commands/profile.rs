@@ -1,11 +1,12 @@
-//! `tandem profile`: measure a model on every processor into the results database.
+//! `tandem profile`: measure a model on every processor into the results database; with `--contention`,
+//! measure how much each CPU processor slows down under controlled background load instead.
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use tandem_device::Device;
-use tandem_profile::{ProfileOptions, ProfileReport, Reporter};
+use tandem_profile::{ContentionOptions, ContentionReport, ProfileOptions, ProfileReport, Reporter};
 
 use crate::cli::ProfileArgs;
 use crate::table::Table;
@@ -29,6 +30,9 @@ impl Reporter for Bar {
 /// Runs `tandem profile`.
 pub fn run(args: &ProfileArgs, db: &std::path::Path, json: bool) -> Result<()> {
     let graph = Arc::new(super::load_model(&args.model)?);
+    if args.contention {
+        return contention(graph, args, db, json);
+    }
     let report = measure(graph.clone(), args, db, !json)?;
     if json {
         return super::print_json(&serde_json::json!({
@@ -58,12 +62,86 @@ pub fn measure(graph: Arc<tandem_graph::Graph>, args: &ProfileArgs, db: &std::pa
     if args.no_transfers {
         options.transfer_sizes.clear();
     }
+    Ok(tandem_profile::profile(graph, &device, &store, &options, &bar(progress))?)
+}
+
+/// The progress bar, drawn when `progress`.
+fn bar(progress: bool) -> Bar {
     let bar = if progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    Ok(tandem_profile::profile(graph, &device, &store, &options, &Bar(bar))?)
+    Bar(bar)
+}
+
+/// `tandem profile MODEL --contention`: the contention profile alone. The per-op profile is a separate,
+/// longer step that this does not need; the JSON keeps the profile object's fields (`profile_id` is null:
+/// no per-op session ran, `measurements` is 0) and adds `contention` and `throttling`.
+fn contention(graph: Arc<tandem_graph::Graph>, args: &ProfileArgs, db: &std::path::Path, json: bool) -> Result<()> {
+    let device = Device::discover()?;
+    let mut options = ContentionOptions { processors: args.processors.clone(), ..Default::default() };
+    if let Some(b) = args.budget_ms {
+        anyhow::ensure!(b > 0, "--budget-ms must be positive");
+        options.budget_s = b as f64 / 1e3;
+    }
+    // Check the processor names before touching the database.
+    tandem_profile::contention::contention_processors(&device, &options)?;
+    let store = tandem_store::Store::open(db)?;
+    let report = tandem_profile::profile_contention(graph.clone(), &device, &store, &options, &bar(!json))?;
+    let rows: Vec<serde_json::Value> = report
+        .rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "processor": r.processor_id,
+                "scenario": r.scenario,
+                "load": r.load,
+                "idle_ms": r.idle_us / 1e3,
+                "loaded_ms": r.loaded_us / 1e3,
+                "slowdown": r.slowdown,
+                "idle_samples": r.idle_samples,
+                "loaded_samples": r.loaded_samples,
+                "runs_per_sample": r.runs_per_sample,
+            })
+        })
+        .collect();
+    if json {
+        return super::print_json(&serde_json::json!({
+            "profile_id": null,
+            "model_id": report.model_id,
+            "device_id": report.device_id,
+            "processors": report.processors,
+            "measurements": 0,
+            "elapsed_s": report.elapsed_s,
+            "contention": rows,
+            "skipped": report.skipped,
+            "throttling": report.throttling,
+            "environment": {"before": report.env_before, "after": report.env_after},
+        }));
+    }
+    print_contention(&graph.name, &report, options.budget_s)
+}
+
+fn print_contention(model: &str, r: &ContentionReport, budget_s: f64) -> Result<()> {
+    let mut out = format!(
+        "contention profile of {model} on {} in {:.1} s ({:.0} ms per processor and scenario)\n",
+        r.processors.join(", "),
+        r.elapsed_s,
+        budget_s * 1e3
+    );
+    let mut t = Table::new(&["processor", "scenario", "idle ms", "loaded ms", "slowdown", "load"]);
+    for c in &r.rows {
+        t.row(vec![c.processor_id.clone(), c.scenario.clone(), format!("{:.2}", c.idle_us / 1e3), format!("{:.2}", c.loaded_us / 1e3), format!("{:.2}", c.slowdown), c.load.clone()]);
+    }
+    out.push_str(&t.render());
+    for s in &r.skipped {
+        out.push_str(&format!("skipped {} on {}: {}\n", s.scenario, s.processor, s.reason));
+    }
+    out.push_str(&format!("throttling: {}\n", r.throttling.summary()));
+    out.push_str("dig further: tandem query \"select processor_id, scenario, slowdown, load from contention order by slowdown desc\"\n");
+    crate::out(&out)?;
+    Ok(())
 }
 
 fn print_summary(model: &str, r: &ProfileReport) -> Result<()> {

@@ -81,6 +81,9 @@ pub fn run(args: &RunArgs, db: &Path, json: bool) -> Result<()> {
     let graph = Arc::new(super::load_model(&args.model)?);
     let device = Device::discover()?;
     let store = Store::open(db)?;
+    if args.adaptive {
+        return adaptive(graph, args, &store, &device, json);
+    }
     let options = measure_options(args.budget_ms, args.stream);
     let done = execute(graph, args.plan, &store, &device, &options, args.trace.as_deref())?;
     if json {
@@ -106,18 +109,7 @@ pub fn measure_options(budget_ms: Option<u64>, stream: Option<usize>) -> Measure
 /// baselines and both timelines in `runs.details`). A plan that fails verification is stored too,
 /// with `verified = 0`: see [`fail_unverified`].
 pub fn execute(graph: Arc<Graph>, plan_id: i64, store: &Store, device: &Device, options: &MeasureOptions, trace: Option<&Path>) -> Result<Executed> {
-    let row = store.plan(plan_id)?.with_context(|| {
-        format!("no plan {plan_id} in {}: run `tandem tune {}` first, or list the plans with `tandem query \"select id, model_id, predicted_ms from plans\"`", store.path().display(), graph.name)
-    })?;
-    let plan: Plan = serde_json::from_str(&row.plan).with_context(|| format!("plan {plan_id} in {} cannot be read; run `tandem tune` again", store.path().display()))?;
-    plan.check_model(&tandem_plan::build::model_ref(&graph))?;
-    if plan.device_id != device.id {
-        bail!("plan {plan_id} was made for device {}, but this device is {}: run `tandem tune` on this device", plan.device_id, device.id);
-    }
-    let ids: Vec<&str> = device.processors.iter().map(|p| p.id.as_str()).collect();
-    plan.check_processors(&ids)?;
-    plan.check_cost_model(store.latest_cost_model_version(&device.id)?)?;
-
+    let plan = stored_plan(&graph, plan_id, store, device)?;
     let env_before = EnvSnapshot::take(device);
     let exec = Executor::new(graph.clone(), &plan, &device.processors)?;
     let report = tandem_exec::measure(&exec, &device.processors, options)?;
@@ -169,6 +161,127 @@ pub fn execute(graph: Arc<Graph>, plan_id: i64, store: &Store, device: &Device, 
         report,
     };
     Ok(Executed { plan, json })
+}
+
+/// The JSON of `tandem run --adaptive --json`.
+#[derive(Debug, Serialize)]
+pub struct AdaptiveJson {
+    /// The plan it started with.
+    pub plan_id: i64,
+    /// The row written to `runs`.
+    pub run_id: i64,
+    /// The model's name.
+    pub model: String,
+    /// Requests served.
+    pub requests: usize,
+    /// Every request's outputs matched the single-processor run.
+    pub verified: bool,
+    /// Latency over all requests.
+    pub measured_ms: MeasuredMs,
+    /// Each plan it ran: `{plan, processors, stages, splits, requests, median_ms}`.
+    pub plans: Vec<serde_json::Value>,
+    /// Every change of belief about the cores, and the switch it caused.
+    pub events: Vec<tandem_exec::Event>,
+    /// Each request's latency, ms, in order.
+    pub latencies_ms: Vec<f64>,
+}
+
+/// `tandem run --adaptive`: serves `--requests` requests one after another, re-planning between them
+/// when a core's speed changes (another app starts or stops), verifies every output, and stores the
+/// run with every switch.
+fn adaptive(graph: Arc<Graph>, args: &RunArgs, store: &Store, device: &Device, json: bool) -> Result<()> {
+    let plan = stored_plan(&graph, args.plan, store, device)?;
+    let planning = super::tune::planning(&graph, store, &device.id)?;
+    let replanner = tandem_exec::Replanner { problem: planning.problem, model: planning.model_ref, device_id: device.id.clone(), cost_model_version: Some(planning.cost_model_version) };
+    let inputs = graph.random_inputs(0);
+    let reference = graph.run_whole(inputs.clone())?;
+    let names: Vec<String> = graph.outputs.iter().map(|e| e.name.clone()).collect();
+    let env_before = EnvSnapshot::take(device);
+    let mut runner = tandem_exec::Adaptive::new(graph.clone(), &plan, &device.processors, replanner, Default::default())?;
+    let (mut latencies, mut on_plan, mut verified) = (vec![], vec![], true);
+    for _ in 0..args.requests {
+        let served = runner.request(inputs.clone())?;
+        verified &= tandem_exec::verify(&names, &reference, &served.outputs, 1e-4).iter().all(|c| c.ok);
+        latencies.push(served.latency_us / 1e3);
+        on_plan.push(served.plan);
+        if let (Some(e), false) = (&served.event, json) {
+            eprintln!("after request {}: {} -> beliefs {:?}{}", e.after_requests, e.detection.evidence, e.beliefs, if e.switched { format!(", plan {} -> {}", e.from_plan, e.to_plan) } else { ", plan kept".into() });
+        }
+    }
+    let env_after = EnvSnapshot::take(device);
+    let stats = tandem_profile::summarize(&latencies.iter().map(|ms| ms * 1e3).collect::<Vec<_>>());
+    let plans: Vec<serde_json::Value> = runner
+        .plans()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mine: Vec<f64> = latencies.iter().zip(&on_plan).filter(|(_, &q)| q == i).map(|(l, _)| *l).collect();
+            let median = (!mine.is_empty()).then(|| tandem_profile::summarize(&mine).median_us);
+            serde_json::json!({"plan": i, "processors": p.processors, "stages": p.stages.len(), "splits": p.splits.len(), "predicted_ms": p.predicted.latency_us / 1e3, "requests": mine.len(), "median_ms": median})
+        })
+        .collect();
+    let events = runner.events().to_vec();
+    drop(runner);
+    let details = serde_json::json!({"model": graph.name, "mode": "adaptive", "latencies_ms": latencies, "plan_of_request": on_plan, "plans": plans, "events": events, "env_before": env_before, "env_after": env_after});
+    let run_id = store.insert_run(&RunRow {
+        plan_id: args.plan,
+        device_id: device.id.clone(),
+        verified,
+        median_ms: Some(stats.median_us / 1e3),
+        p90_ms: Some(stats.p90_us / 1e3),
+        predicted_ms: Some(plan.predicted.latency_us / 1e3),
+        baselines: "[]".into(),
+        details: details.to_string(),
+        ..Default::default()
+    })?;
+    let out = AdaptiveJson {
+        plan_id: args.plan,
+        run_id,
+        model: graph.name.clone(),
+        requests: latencies.len(),
+        verified,
+        measured_ms: MeasuredMs { median: stats.median_us / 1e3, p90: stats.p90_us / 1e3, p10: stats.p10_us / 1e3, samples: stats.samples, cv: stats.cv },
+        plans,
+        events,
+        latencies_ms: latencies,
+    };
+    if json {
+        super::print_json(&out)?;
+    } else {
+        let mut text = format!(
+            "plan {} for {}, adaptive: {} requests, median {:.3} ms, p90 {:.3} ms, verified: {}; run {} stored\n",
+            out.plan_id, out.model, out.requests, out.measured_ms.median, out.measured_ms.p90, if verified { "yes" } else { "NO" }, run_id
+        );
+        let mut t = Table::new(&["plan", "processors", "stages", "splits", "predicted ms", "requests", "median ms"]);
+        for p in &out.plans {
+            let f = |k: &str| p[k].as_f64().map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            t.row(vec![p["plan"].to_string(), p["processors"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" + ")).unwrap_or_default(), p["stages"].to_string(), p["splits"].to_string(), f("predicted_ms"), p["requests"].to_string(), f("median_ms")]);
+        }
+        text.push_str(&t.render());
+        text.push_str(&format!("{} changes of belief, {} switches; dig further: tandem query \"select json_extract(details, '$.events') from runs where id = {run_id}\"\n", out.events.len(), out.events.iter().filter(|e| e.switched).count()));
+        crate::out(&text)?;
+    }
+    if !verified {
+        bail!("some requests' outputs differed from the single-processor run; the run is stored with verified = 0");
+    }
+    Ok(())
+}
+
+/// Plan `plan_id`, refused when it was made for another model, another device, with cost models older
+/// than the newest, or names a processor this device lacks.
+fn stored_plan(graph: &Graph, plan_id: i64, store: &Store, device: &Device) -> Result<Plan> {
+    let row = store.plan(plan_id)?.with_context(|| {
+        format!("no plan {plan_id} in {}: run `tandem tune {}` first, or list the plans with `tandem query \"select id, model_id, predicted_ms from plans\"`", store.path().display(), graph.name)
+    })?;
+    let plan: Plan = serde_json::from_str(&row.plan).with_context(|| format!("plan {plan_id} in {} cannot be read; run `tandem tune` again", store.path().display()))?;
+    plan.check_model(&tandem_plan::build::model_ref(&graph))?;
+    if plan.device_id != device.id {
+        bail!("plan {plan_id} was made for device {}, but this device is {}: run `tandem tune` on this device", plan.device_id, device.id);
+    }
+    let ids: Vec<&str> = device.processors.iter().map(|p| p.id.as_str()).collect();
+    plan.check_processors(&ids)?;
+    plan.check_cost_model(store.latest_cost_model_version(&device.id)?)?;
+    Ok(plan)
 }
 
 /// The error ending a run whose outputs differ from the single-processor run: it names the output and

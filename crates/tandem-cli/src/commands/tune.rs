@@ -1,5 +1,7 @@
 //! `tandem tune`: search the best partition plan of a model for a device's processors with the
 //! device's newest cost models, store it, and print it against every processor running the model alone.
+//! With `--robust`, the plan of lowest p90 over availability scenarios (tandem-plan's `robust`), with
+//! each scenario's prediction against the idle-optimal plan's and the best processor alone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,10 +9,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
-use tandem_cost::{CostModels, ModelRecord};
+use tandem_cost::{ContentionFactors, ContentionSample, CostModels, ModelRecord};
 use tandem_graph::Graph;
 use tandem_plan::build::{self, BuildOptions};
-use tandem_plan::{Objective, Plan, ProcessorSpec, SearchOptions, SearchResult};
+use tandem_plan::{Objective, Plan, ProcessorSpec, RobustResult, Scenario, SearchOptions, SearchResult};
 use tandem_store::{ModelRow, PlanRow, Store};
 
 use crate::cli::{TuneArgs, TuneObjective};
@@ -26,7 +28,8 @@ use crate::table::Table;
 ///   "best_baseline", "speedup_vs_best_baseline",      // best baseline's latency (period) / the plan's
 ///   "stages": [{id, processor, ops, kinds, part: {split, start, end, share} | null, deps, start_ms, end_ms}],
 ///   "splits": [{ops, axis, bounds}], "transfers": [{from_stage, to_stage, src, dst, bytes}],
-///   "configurations": [[processor]], "candidates", "search_ms", "elapsed_s" }
+///   "configurations": [[processor]], "candidates", "search_ms", "elapsed_s",
+///   "robust": {...} }                                 // with --robust only: see RobustJson
 /// ```
 ///
 /// The plan itself (what `tandem run` executes) is the `plan` column of the `plans` row `plan_id`.
@@ -70,6 +73,9 @@ pub struct TuneJson {
     pub search_ms: f64,
     /// Time the whole command took.
     pub elapsed_s: f64,
+    /// With `--robust`: the plan's figures over availability scenarios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub robust: Option<RobustJson>,
 }
 
 /// One processor running the whole model.
@@ -140,7 +146,11 @@ pub fn run(args: &TuneArgs, db: &Path, json: bool) -> Result<()> {
     let started = Instant::now();
     let graph = super::load_model(&args.model)?;
     let store = Store::open(db)?;
-    let mut tuned = tune(&graph, &store, args.device.as_deref(), args.objective.into())?;
+    let mut tuned = if args.robust {
+        tune_robust(&graph, &store, args.device.as_deref(), args.objective.into())?
+    } else {
+        tune(&graph, &store, args.device.as_deref(), args.objective.into())?
+    };
     tuned.json.elapsed_s = started.elapsed().as_secs_f64();
     if json {
         return super::print_json(&tuned.json);
@@ -167,20 +177,34 @@ pub fn cost_models(store: &Store, device: &str, model: &str) -> Result<CostModel
 /// Searches the best plan for `graph` on `device` (this device when `None`) and stores it; the model
 /// is registered when it was never profiled.
 pub fn tune(graph: &Graph, store: &Store, device: Option<&str>, objective: Objective) -> Result<Tuned> {
-    let device = match device {
-        Some(d) => {
-            if store.device(d)?.is_none() {
-                let known: Vec<String> = store.devices()?.into_iter().map(|d| d.id).collect();
-                let hint = if known.is_empty() { "it holds no device yet".to_string() } else { format!("it holds {}", known.join(", ")) };
-                bail!("no device {d} in {} ({hint}): profile on that device and `tandem import` its database", store.path().display());
-            }
-            d.to_string()
-        }
-        None => tandem_device::Device::discover()?.id,
-    };
-    let models = cost_models(store, &device, &graph.name)?;
+    let device = resolve_device(store, device)?;
+    let Planning { problem, model_ref, model_id, cost_model_version } = planning(graph, store, &device)?;
+    let search = tandem_plan::search(&problem, &SearchOptions { objective, ..Default::default() })?;
+    let plan = search.plan(&problem, objective, model_ref, &device, Some(cost_model_version))?;
+    let plan_id = store_plan(store, &plan, model_id, objective.as_str())?;
+    let json = describe(graph, &plan, &search, plan_id, model_id);
+    Ok(Tuned { plan, search, json })
+}
+
+/// What a plan for a model on a device is searched from.
+#[derive(Debug, Clone)]
+pub struct Planning {
+    /// The model's DAG with its predicted costs on each processor.
+    pub problem: tandem_plan::Problem,
+    /// The model as plans record it.
+    pub model_ref: tandem_plan::ModelRef,
+    /// The model's row id (registered when it was never profiled).
+    pub model_id: i64,
+    /// The cost models the costs come from.
+    pub cost_model_version: i64,
+}
+
+/// The planning problem of `graph` on `device` from the device's newest cost models, its stored
+/// processors and the ops it found unsupported.
+pub fn planning(graph: &Graph, store: &Store, device: &str) -> Result<Planning> {
+    let models = cost_models(store, device, &graph.name)?;
     let processors: Vec<ProcessorSpec> = store
-        .processors(&device)?
+        .processors(device)?
         .into_iter()
         .map(|p| ProcessorSpec { id: p.id, cores: p.cores.split(',').filter_map(|c| c.trim().parse().ok()).collect(), memory_bytes: None })
         .collect();
@@ -199,23 +223,9 @@ pub fn tune(graph: &Graph, store: &Store, device: Option<&str>, objective: Objec
             ..Default::default()
         })?,
     };
-    let unsupported: Vec<(usize, String)> = store.unsupported(&device, model_id)?.into_iter().map(|u| (u.op_id as usize, u.processor_id)).collect();
+    let unsupported: Vec<(usize, String)> = store.unsupported(device, model_id)?.into_iter().map(|u| (u.op_id as usize, u.processor_id)).collect();
     let problem = build::problem(graph, &models, &processors, &unsupported, &BuildOptions::default());
-    let search = tandem_plan::search(&problem, &SearchOptions { objective, ..Default::default() })?;
-    let plan = search.plan(&problem, objective, model_ref, &device, Some(models.version))?;
-    let plan_id = store
-        .insert_plan(&PlanRow {
-            model_id,
-            device_id: device.clone(),
-            cost_model_version: Some(models.version),
-            objective: objective.as_str().into(),
-            plan: serde_json::to_string(&plan)?,
-            predicted_ms: plan.predicted.latency_us / 1e3,
-            ..Default::default()
-        })
-        .context("storing the plan")?;
-    let json = describe(graph, &plan, &search, plan_id, model_id);
-    Ok(Tuned { plan, search, json })
+    Ok(Planning { problem, model_ref, model_id, cost_model_version: models.version })
 }
 
 fn describe(graph: &Graph, plan: &Plan, search: &SearchResult, plan_id: i64, model_id: i64) -> TuneJson {
@@ -266,6 +276,7 @@ fn describe(graph: &Graph, plan: &Plan, search: &SearchResult, plan_id: i64, mod
         candidates: search.evaluations,
         search_ms: search.search_ms,
         elapsed_s: 0.0,
+        robust: None,
     }
 }
 
@@ -297,14 +308,11 @@ fn ranges(ops: &[usize]) -> String {
 
 fn print_plan(t: &Tuned, model_arg: &str) -> Result<()> {
     let j = &t.json;
-    let mut out = format!(
-        "plan {} for {} on device {} (cost models version {}), minimising {}\n",
-        j.plan_id,
-        j.model,
-        j.device_id,
-        j.cost_model_version,
-        j.objective.as_str()
-    );
+    let goal = match &j.robust {
+        Some(r) => format!("the p90 of {} over {} availability scenarios", j.objective.as_str(), r.scenarios.len()),
+        None => j.objective.as_str().to_string(),
+    };
+    let mut out = format!("plan {} for {} on device {} (cost models version {}), minimising {goal}\n", j.plan_id, j.model, j.device_id, j.cost_model_version);
     let against = match (&j.best_baseline, j.speedup_vs_best_baseline) {
         (Some(b), Some(s)) => format!(", {s:.2}x the best single processor ({b})"),
         _ => ", no processor can run the whole model alone".into(),
@@ -339,9 +347,202 @@ fn print_plan(t: &Tuned, model_arg: &str) -> Result<()> {
         table.row(vec![b.processor.clone(), format!("{:.3}", b.predicted_ms), format!("{:.2}", b.predicted_ms / j.predicted_ms)]);
     }
     out.push_str(&table.render());
+    if let Some(r) = &j.robust {
+        out.push_str(&robust_table(r, j.objective));
+    }
     let configs: Vec<String> = j.configurations.iter().map(|c| format!("{{{}}}", c.join(", "))).collect();
     out.push_str(&format!("searched {} in {:.1} ms ({} candidate plans scored)\n", configs.join(" and "), j.search_ms, j.candidates));
     out.push_str(&format!("run it: tandem run {model_arg} --plan {}\n", j.plan_id));
     crate::out(&out)?;
     Ok(())
+}
+
+/// `device`, checked to be in the database, or this device's id when `None`.
+fn resolve_device(store: &Store, device: Option<&str>) -> Result<String> {
+    match device {
+        Some(d) => {
+            if store.device(d)?.is_none() {
+                let known: Vec<String> = store.devices()?.into_iter().map(|d| d.id).collect();
+                let hint = if known.is_empty() { "it holds no device yet".to_string() } else { format!("it holds {}", known.join(", ")) };
+                bail!("no device {d} in {} ({hint}): profile on that device and `tandem import` its database", store.path().display());
+            }
+            Ok(d.to_string())
+        }
+        None => Ok(tandem_device::Device::discover()?.id),
+    }
+}
+
+/// Stores `plan` (of model `model_id`) with `objective` in the `objective` column (`latency`,
+/// `latency-p90`, ...) and its predicted latency; returns its id.
+fn store_plan(store: &Store, plan: &Plan, model_id: i64, objective: &str) -> Result<i64> {
+    store
+        .insert_plan(&PlanRow {
+            model_id,
+            device_id: plan.device_id.clone(),
+            cost_model_version: plan.cost_model_version,
+            objective: objective.into(),
+            plan: serde_json::to_string(plan)?,
+            predicted_ms: plan.predicted.latency_us / 1e3,
+            ..Default::default()
+        })
+        .context("storing the plan")
+}
+
+/// The `robust` object of `tune --robust --json`:
+///
+/// ```text
+/// { "scenarios": [{name, factors: {processor: factor}, predicted_ms, idle_optimal_ms, best_single, best_single_ms}],
+///   "p90_ms", "idle_optimal_p90_ms",                  // over the scenarios, linearly interpolated
+///   "best_single", "best_single_p90_ms",              // the processor alone of lowest p90
+///   "levels": {core: [half, heavy]}, "levels_measured" }
+/// ```
+///
+/// Figures are predicted latencies in ms (periods, the time between requests, with `--objective
+/// throughput`). The tune JSON's own `predicted_ms` and stages stay the robust plan's idle figures:
+/// the stored plan's timeline is the idle one.
+#[derive(Debug, Serialize)]
+pub struct RobustJson {
+    /// Every scenario, idle first.
+    pub scenarios: Vec<ScenarioJson>,
+    /// The robust plan's p90 over the scenarios.
+    pub p90_ms: f64,
+    /// The p90 of the plan the plain search finds for the idle device.
+    pub idle_optimal_p90_ms: f64,
+    /// The processor whose whole-model run has the lowest p90.
+    pub best_single: Option<String>,
+    /// Its p90.
+    pub best_single_p90_ms: Option<f64>,
+    /// Each core's (half available, heavily loaded) slowdown.
+    pub levels: BTreeMap<usize, (f64, f64)>,
+    /// Whether the device has contention profiles (`tandem profile --contention`); the defaults 2 and 4
+    /// where it has none.
+    pub levels_measured: bool,
+}
+
+/// One availability scenario.
+#[derive(Debug, Serialize)]
+pub struct ScenarioJson {
+    /// `idle`, `cpu1 half`, `cpu0 heavy + cpu1 half`.
+    pub name: String,
+    /// Each processor's slowdown in it.
+    pub factors: BTreeMap<String, f64>,
+    /// The robust plan's prediction.
+    pub predicted_ms: f64,
+    /// The idle-optimal plan's prediction.
+    pub idle_optimal_ms: f64,
+    /// The fastest processor alone in this scenario.
+    pub best_single: Option<String>,
+    /// Its prediction.
+    pub best_single_ms: Option<f64>,
+}
+
+/// Per-core availability levels for the robust search, and where they come from.
+#[derive(Debug, Clone)]
+pub struct AvailabilityLevels {
+    /// Each core's (half available, heavily loaded) slowdown.
+    pub per_core: BTreeMap<usize, (f64, f64)>,
+    /// Whether the device has contention profiles to take them from.
+    pub measured: bool,
+}
+
+/// Each core's (half available, heavily loaded) slowdown on `device`: a core that is a processor of its
+/// own takes that processor's factors from the device's contention profiles (`tandem profile
+/// --contention`, condensed by tandem-cost's `ContentionFactors`, which reads a scenario never measured
+/// as 2 or 4); any other core takes tandem-plan's defaults, 2 and 4. A multi-core processor's profile
+/// loads all of its cores at once, so it says nothing about one core.
+pub fn availability_levels(store: &Store, device: &str, processors: &[ProcessorSpec]) -> Result<AvailabilityLevels> {
+    let samples: Vec<ContentionSample> = store
+        .contention(device)?
+        .into_iter()
+        .map(|r| ContentionSample { processor: r.processor_id, scenario: r.scenario, model: r.model_id.to_string(), slowdown: r.slowdown })
+        .collect();
+    let factors = ContentionFactors::from_samples(&samples);
+    let mut per_core = BTreeMap::new();
+    for p in processors.iter().filter(|p| p.cores.len() == 1) {
+        per_core.insert(p.cores[0], factors.availability(&p.id));
+    }
+    for &core in processors.iter().flat_map(|p| &p.cores) {
+        per_core.entry(core).or_insert(tandem_plan::robust::DEFAULT_LEVELS);
+    }
+    Ok(AvailabilityLevels { per_core, measured: !factors.is_empty() })
+}
+
+/// Searches the plan of lowest p90 over availability scenarios for `graph` on `device` (this device
+/// when `None`) and stores it like any plan, with `latency-p90` (`throughput-p90`) in the objective
+/// column; the plan itself keeps its objective, so `tandem run` runs it like any other.
+pub fn tune_robust(graph: &Graph, store: &Store, device: Option<&str>, objective: Objective) -> Result<Tuned> {
+    let device = resolve_device(store, device)?;
+    let Planning { problem, model_ref, model_id, cost_model_version } = planning(graph, store, &device)?;
+    let levels = availability_levels(store, &device, &problem.processors)?;
+    let scenarios = tandem_plan::scenarios(&problem, &levels.per_core);
+    let robust = tandem_plan::robust_search(&problem, &scenarios, &SearchOptions { objective, ..Default::default() })?;
+    let plan = robust.plan(&problem, model_ref, &device, Some(cost_model_version))?;
+    let plan_id = store_plan(store, &plan, model_id, &format!("{}-p90", objective.as_str()))?;
+    let search = SearchResult {
+        best: robust.best.clone(),
+        baselines: robust.baselines.iter().map(|b| b.baseline.clone()).collect(),
+        configurations: robust.configurations.clone(),
+        evaluations: robust.evaluations,
+        search_ms: robust.search_ms,
+    };
+    let mut json = describe(graph, &plan, &search, plan_id, model_id);
+    json.robust = Some(robust_json(&problem, &scenarios, &robust, levels));
+    Ok(Tuned { plan, search, json })
+}
+
+fn robust_json(problem: &tandem_plan::Problem, scenarios: &[Scenario], r: &RobustResult, levels: AvailabilityLevels) -> RobustJson {
+    let best_single = r.baselines.iter().min_by(|a, b| a.p90_us.total_cmp(&b.p90_us));
+    RobustJson {
+        scenarios: scenarios
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let single = r.best_single(i);
+                ScenarioJson {
+                    name: s.name.clone(),
+                    factors: problem.processors.iter().zip(&s.factors).map(|(p, &f)| (p.id.clone(), f)).collect(),
+                    predicted_ms: r.per_scenario[i] / 1e3,
+                    idle_optimal_ms: r.idle_optimal_per_scenario[i] / 1e3,
+                    best_single: single.map(|(p, _)| p.to_string()),
+                    best_single_ms: single.map(|(_, us)| us / 1e3),
+                }
+            })
+            .collect(),
+        p90_ms: r.p90_us / 1e3,
+        idle_optimal_p90_ms: r.idle_optimal_p90_us / 1e3,
+        best_single: best_single.map(|b| b.baseline.processor.clone()),
+        best_single_p90_ms: best_single.map(|b| b.p90_us / 1e3),
+        levels: levels.per_core,
+        levels_measured: levels.measured,
+    }
+}
+
+/// The scenario table of `tune --robust`, with the p90s and the levels used.
+fn robust_table(r: &RobustJson, objective: Objective) -> String {
+    let what = match objective {
+        Objective::Latency => "latency",
+        Objective::Throughput => "time between requests",
+    };
+    let mut out = format!("\nunder availability scenarios (predicted {what}, ms; each core idle, half available or heavily loaded):\n");
+    let mut table = Table::new(&["scenario", "robust plan", "idle-optimal plan", "best alone"]);
+    let alone = |name: &Option<String>, ms: Option<f64>| match (name, ms) {
+        (Some(p), Some(ms)) => format!("{ms:.3} ({p})"),
+        _ => "-".into(),
+    };
+    for s in &r.scenarios {
+        table.row(vec![s.name.clone(), format!("{:.3}", s.predicted_ms), format!("{:.3}", s.idle_optimal_ms), alone(&s.best_single, s.best_single_ms)]);
+    }
+    table.row(vec!["p90".into(), format!("{:.3}", r.p90_ms), format!("{:.3}", r.idle_optimal_p90_ms), alone(&r.best_single, r.best_single_p90_ms)]);
+    out.push_str(&table.render());
+    out.push_str(&format!(
+        "p90 over {} scenarios: robust plan {:.3} ms, {:.2}x better than the idle-optimal plan ({:.3} ms)\n",
+        r.scenarios.len(),
+        r.p90_ms,
+        r.idle_optimal_p90_ms / r.p90_ms,
+        r.idle_optimal_p90_ms
+    ));
+    let levels: Vec<String> = r.levels.iter().map(|(c, (half, heavy))| format!("cpu{c} {half:.2}x/{heavy:.2}x")).collect();
+    let source = if r.levels_measured { "from the device's contention profiles" } else { "defaults; `tandem profile MODEL --contention` measures them" };
+    out.push_str(&format!("slowdowns half available / heavily loaded: {} ({source})\n", levels.join(", ")));
+    out
 }

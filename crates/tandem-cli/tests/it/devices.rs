@@ -54,6 +54,13 @@ fn devices_json_has_the_contract_fields() {
     if cfg!(target_os = "linux") {
         assert!(env["load_average"]["one"].as_f64().is_some(), "{env}");
     }
+    // Throttling is told only where something shows it: nothing readable is never "not throttled".
+    let t = &v["throttling"];
+    let readable = t["readable"].as_bool().unwrap();
+    let nothing_readable = env["temperatures"].as_array().unwrap().is_empty()
+        && env["core_freq_khz"].as_array().unwrap().iter().all(|f| f["cap_khz"].is_null() && f["governor"] != "performance");
+    assert_eq!(readable, !nothing_readable, "{t} {env}");
+    assert!(readable || (t["throttled"] == false && t["reason"].is_string()), "{t}");
 }
 
 #[test]
@@ -84,6 +91,7 @@ fn devices_table_shows_processors_and_environment() {
     assert!(out.starts_with("device "), "{out}");
     assert!(out.contains("processor") && out.contains("threads") && out.contains("cpu:0 "), "{out}");
     assert!(out.contains("environment:") && out.contains("load average") && out.contains("other processes"), "{out}");
+    assert!(out.contains("  throttling        "), "{out}");
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
 

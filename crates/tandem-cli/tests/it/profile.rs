@@ -136,3 +136,60 @@ fn corrupt_database_is_refused_and_left_alone() {
     assert!(err.starts_with("error: ") && err.contains("not a tandem database"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), garbage);
 }
+
+#[test]
+fn contention_profiles_are_stored_once_per_processor_and_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let dbs = db.to_str().unwrap();
+    // A model never profiled before: the contention profile registers it itself.
+    let args = ["profile", "mobilenet", "--contention", "--processors", "cpu:0,cpu:0-1", "--budget-ms", "30", "--db", dbs, "--json"];
+    let o = tandem(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    for field in ["profile_id", "model_id", "device_id", "processors", "measurements", "elapsed_s", "contention", "throttling"] {
+        assert!(report.get(field).is_some(), "no {field}: {report}");
+    }
+    let rows = report["contention"].as_array().unwrap();
+    // cpu:0 has all five scenarios; on a two-core machine cpu:0-1 owns every core, so only the three
+    // scenarios loading its own cores apply (on a bigger machine it has other cores too).
+    let devices: serde_json::Value = serde_json::from_slice(&tandem(&["devices", "--json"]).stdout).unwrap();
+    let expected = if devices["device"]["cores"] == 2 { 8 } else { 10 };
+    assert_eq!(rows.len(), expected, "{report}");
+    for r in rows {
+        let (idle, loaded, slowdown) = (r["idle_ms"].as_f64().unwrap(), r["loaded_ms"].as_f64().unwrap(), r["slowdown"].as_f64().unwrap());
+        assert!(idle > 0.0 && loaded > 0.0 && slowdown.is_finite() && slowdown > 0.0, "{r}");
+        assert!((slowdown - loaded / idle).abs() < 1e-9 * slowdown, "{r}");
+        assert!(r["load"].as_str().unwrap().contains(" on core"), "{r}");
+    }
+    let throttling = &report["throttling"];
+    assert!(throttling["readable"].is_boolean() && throttling["throttled"].is_boolean(), "{throttling}");
+    assert_eq!(count(&db, "select count(*) from contention"), expected as i64);
+    assert_eq!(count(&db, "select count(*) from contention where not (slowdown > 0 and idle_us > 0 and loaded_us > 0 and abs(slowdown - loaded_us / idle_us) < 1e-9 * slowdown)"), 0);
+    assert_eq!(count(&db, "select count(*) from contention where json_valid(env) and json_extract(env, '$.device_id') = device_id"), expected as i64);
+    let first: Vec<serde_json::Value> = query(&db, "select id, created_at from contention order by id");
+
+    // Again, with the human table: the rows are replaced, not duplicated.
+    let o = tandem(&args[..args.len() - 1]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in ["slowdown", "compute-same-x3", "memory-same", "throttling: "] {
+        assert!(out.contains(needle), "{needle} missing from:\n{out}");
+    }
+    assert_eq!(count(&db, "select count(*) from contention"), expected as i64);
+    let again: Vec<serde_json::Value> = query(&db, "select id, created_at from contention order by id");
+    assert_eq!(first.iter().map(|r| &r["id"]).collect::<Vec<_>>(), again.iter().map(|r| &r["id"]).collect::<Vec<_>>());
+    assert_ne!(first, again, "the second run's measurements replace the first's");
+}
+
+#[test]
+fn contention_with_a_missing_processor_is_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let o = tandem(&["profile", "mobilenet", "--contention", "--processors", "cpu:0,cpu:99", "--db", db.to_str().unwrap()]);
+    assert_error(&o, "cpu:99");
+    assert!(!db.exists(), "a refused run must not create the database");
+    let o = tandem(&["profile", "mobilenet", "--contention", "--budget-ms", "0", "--db", db.to_str().unwrap()]);
+    assert_error(&o, "--budget-ms");
+    assert!(!db.exists());
+}

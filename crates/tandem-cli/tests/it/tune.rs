@@ -113,3 +113,69 @@ fn tune_refuses_a_model_it_cannot_read_and_a_device_without_cost_models() {
     assert_eq!(o.status.code(), Some(2), "clap refuses the value");
     assert!(stderr(&o).contains("invalid value 'speed'"), "{}", stderr(&o));
 }
+
+#[test]
+fn tune_robust_stores_the_plan_of_lowest_p90_over_availability_scenarios_and_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("busy.db");
+    let dbs = db.to_str().unwrap();
+    profiled(&db);
+
+    let v = json(&["tune", "inception", "--robust", "--db", dbs, "--json"]);
+    for field in ["plan_id", "predicted_ms", "baselines", "stages", "search_ms", "robust"] {
+        assert!(v.get(field).is_some(), "no {field} in {v}");
+    }
+    let r = &v["robust"];
+    let (p90, idle_optimal_p90) = (r["p90_ms"].as_f64().unwrap(), r["idle_optimal_p90_ms"].as_f64().unwrap());
+    assert!(p90 > 0.0 && p90 <= idle_optimal_p90 * (1.0 + 1e-9), "robust p90 {p90} ms, idle-optimal plan's {idle_optimal_p90} ms");
+    assert!(p90 <= r["best_single_p90_ms"].as_f64().unwrap() * (1.0 + 1e-9), "{r}");
+    // One scenario per combination of idle, half and heavy over the cores (each core alone beyond three).
+    let levels = r["levels"].as_object().unwrap();
+    assert!(!levels.is_empty());
+    for (core, l) in levels {
+        let (half, heavy) = (l[0].as_f64().unwrap(), l[1].as_f64().unwrap());
+        assert!(1.0 <= half && half <= heavy, "core {core}: {l}");
+    }
+    let cores = levels.len() as u32;
+    let scenarios = r["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), if cores <= 3 { 3usize.pow(cores) } else { 1 + 2 * cores as usize });
+    let idle = &scenarios[0];
+    assert_eq!(idle["name"], "idle");
+    assert!(idle["factors"].as_object().unwrap().values().all(|f| f.as_f64() == Some(1.0)), "{idle}");
+    let predicted = v["predicted_ms"].as_f64().unwrap();
+    assert!((idle["predicted_ms"].as_f64().unwrap() - predicted).abs() <= 1e-9 * predicted, "the stored timeline is the idle one");
+    for s in scenarios {
+        let factors = s["factors"].as_object().unwrap();
+        assert!(factors.contains_key("cpu:0") && factors.values().all(|f| f.as_f64().unwrap() >= 1.0), "{s}");
+        // Slower processors never make the plan faster: the executor keeps its order.
+        for key in ["predicted_ms", "idle_optimal_ms"] {
+            assert!(s[key].as_f64().unwrap() >= idle[key].as_f64().unwrap() * (1.0 - 1e-9), "{key}: {s}");
+        }
+        assert!(s["best_single_ms"].as_f64().unwrap() > 0.0 && s["best_single"].as_str().unwrap().starts_with("cpu:"), "{s}");
+    }
+    let mut figures: Vec<f64> = scenarios.iter().map(|s| s["predicted_ms"].as_f64().unwrap()).collect();
+    figures.sort_by(f64::total_cmp);
+    assert!(p90 >= figures[0] && p90 <= figures[figures.len() - 1], "{p90} outside {figures:?}");
+
+    // Stored like any plan, with the objective it minimised; the plan itself minimises latency.
+    let plan_id = v["plan_id"].as_i64().unwrap();
+    let rows = query(&db, &format!("select objective, predicted_ms, plan from plans where id = {plan_id}"));
+    assert_eq!(rows[0]["objective"], "latency-p90");
+    assert!((rows[0]["predicted_ms"].as_f64().unwrap() - predicted).abs() < 1e-9);
+    let plan: serde_json::Value = serde_json::from_str(rows[0]["plan"].as_str().unwrap()).unwrap();
+    assert_eq!(plan["objective"], "latency");
+
+    // And it runs, verified against the single-processor reference.
+    let run = json(&["run", "inception", "--plan", &plan_id.to_string(), "--db", dbs, "--budget-ms", "300", "--json"]);
+    assert_eq!(run["verified"], true, "{run}");
+    assert_eq!(run["plan_id"], plan_id);
+
+    // People get the scenario table and the p90s; the throughput objective takes the p90 of the period.
+    let o = tandem(&["tune", "inception", "--robust", "--objective", "throughput", "--db", dbs]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in ["the p90 of throughput over", "availability scenarios", "robust plan", "idle-optimal plan", "best alone", "cpu0 heavy", "p90 over", "slowdowns half available / heavily loaded"] {
+        assert!(text.contains(needle), "no '{needle}' in:\n{text}");
+    }
+    assert_eq!(count(&db, "select count(*) from plans where objective = 'throughput-p90'"), 1);
+}
