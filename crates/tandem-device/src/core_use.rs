@@ -8,10 +8,10 @@
 //!
 //! On Linux, `/proc/stat` gives each core's busy and total time and `/proc/self/task/*/stat` each of
 //! this process's threads' time and the core it last ran on. A core's others' share over an interval
-//! is (its busy time - this process's threads' time on it) / its total time. Threads pinned to one core
-//! (tandem's workers for single-core processors) are counted exactly; a thread free to move between
-//! cores is counted on the core it ran on last, so on the cores of a multi-core processor the figure is
-//! approximate. Counters tick at the kernel's USER_HZ (100 per second): read intervals of tens of
+//! is (its busy time - the time this process's threads gained on it) / its total time. Threads pinned
+//! to one core (tandem's workers for single-core processors) are counted exactly; a thread free to move
+//! between cores has its time over the interval counted on the core it ran on last, so on the cores of
+//! a multi-core processor the figure is approximate. Counters tick at the kernel's USER_HZ (100 per second): read intervals of tens of
 //! milliseconds at least. Elsewhere, [`CoreUse::read`] returns `None`.
 
 use std::collections::BTreeMap;
@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 pub struct CoreUse {
     /// Core → (busy, total) ticks since boot.
     cores: BTreeMap<usize, (u64, u64)>,
-    /// Core → ticks this process's threads spent while last seen on it (summed over threads).
-    own: BTreeMap<usize, u64>,
+    /// Thread id → (its ticks, the core it last ran on), for this process's threads.
+    own: BTreeMap<u64, (u64, usize)>,
 }
 
 impl CoreUse {
@@ -32,11 +32,12 @@ impl CoreUse {
         if cores.is_empty() {
             return None;
         }
-        let mut own: BTreeMap<usize, u64> = BTreeMap::new();
+        let mut own = BTreeMap::new();
         for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else { continue };
             // A thread may end between listing and reading: skip it.
-            if let Some((ticks, core)) = std::fs::read_to_string(entry.path().join("stat")).ok().and_then(|t| parse_thread(&t)) {
-                *own.entry(core).or_default() += ticks;
+            if let Some(t) = std::fs::read_to_string(entry.path().join("stat")).ok().and_then(|t| parse_thread(&t)) {
+                own.insert(tid, t);
             }
         }
         Some(CoreUse { cores, own })
@@ -45,6 +46,13 @@ impl CoreUse {
     /// Each core's share (0..1) of the time from `self` to `later` that other processes used; cores
     /// whose counters did not move are left out.
     pub fn others_share(&self, later: &CoreUse) -> BTreeMap<usize, f64> {
+        // Each thread's time since `self`, on the core it is on now (a thread that started since
+        // counts whole; one that ended is gone from both sides of nothing).
+        let mut own: BTreeMap<usize, u64> = BTreeMap::new();
+        for (tid, &(ticks, core)) in &later.own {
+            let before = self.own.get(tid).map(|t| t.0).unwrap_or(0);
+            *own.entry(core).or_default() += ticks.saturating_sub(before);
+        }
         let mut out = BTreeMap::new();
         for (core, &(busy1, total1)) in &later.cores {
             let Some(&(busy0, total0)) = self.cores.get(core) else { continue };
@@ -52,9 +60,7 @@ impl CoreUse {
             if total == 0 {
                 continue;
             }
-            // A thread's ticks moved between cores when it migrated: never below zero.
-            let own = later.own.get(core).copied().unwrap_or(0).saturating_sub(self.own.get(core).copied().unwrap_or(0));
-            let others = busy1.saturating_sub(busy0).saturating_sub(own);
+            let others = busy1.saturating_sub(busy0).saturating_sub(own.get(core).copied().unwrap_or(0));
             out.insert(*core, (others as f64 / total as f64).clamp(0.0, 1.0));
         }
         out
@@ -116,11 +122,12 @@ mod tests {
 
     #[test]
     fn others_share_subtracts_this_process_and_clamps() {
-        let a = CoreUse { cores: [(0, (100, 1000)), (1, (100, 1000))].into(), own: [(0, 50)].into() };
-        let b = CoreUse { cores: [(0, (150, 1100)), (1, (200, 1100))].into(), own: [(0, 100), (1, 0)].into() };
+        // Thread 7 ran 50 ticks on core 0; thread 8 moved from core 0 to core 1 without running.
+        let a = CoreUse { cores: [(0, (100, 1000)), (1, (100, 1000))].into(), own: [(7, (50, 0)), (8, (30, 0))].into() };
+        let b = CoreUse { cores: [(0, (150, 1100)), (1, (200, 1100))].into(), own: [(7, (100, 0)), (8, (30, 1))].into() };
         let s = a.others_share(&b);
         assert_eq!(s[&0], 0.0, "core 0 was busy with this process only");
-        assert_eq!(s[&1], 1.0, "core 1 was busy with someone else all the time");
+        assert_eq!(s[&1], 1.0, "core 1 was busy with someone else all the time; a thread moving there adds nothing");
     }
 
     #[test]

@@ -205,6 +205,7 @@ impl Adaptive {
         let outcome = self.versions[plan].exec.run(inputs)?;
         let mut readings = self.stage_readings(self.versions[plan].exec.plan(), &outcome.stages);
         readings.extend(self.core_readings());
+        tracing::debug!(request = index, plan, ?readings, "adaptive: readings");
         self.served += 1;
         let event = match self.monitor.observe(&readings) {
             Some(detection) => Some(self.replan(detection)?),
@@ -213,12 +214,11 @@ impl Adaptive {
         Ok(Served { index, plan, latency_us: outcome.timeline.latency_us, outputs: outcome.outputs, event })
     }
 
-    /// Every `sample_ms`: how busy other processes kept each core the plan leaves unused (it has no
-    /// stages to time there, and a core that recovered must be seen to), each used core believed
-    /// slowed (short stages on a shared core can run almost at full speed right after a wake-up, so
-    /// their times may not show a recovery), and each core under suspicion (a multi-core processor's
-    /// stages cannot say which of its cores changed). A core another busy thread wants all the time
-    /// gives this process about half of it: the reading is `1 + share`.
+    /// Every `sample_ms`: how busy other processes kept each core. Stage times alone are not enough:
+    /// a core the plan leaves unused has none, a multi-core processor's cannot say which of its cores
+    /// changed, and a plan switched to while a load was already running takes its baseline under that
+    /// load and cannot see it. A core another busy thread wants all the time gives this process about
+    /// half of it: the reading is `1 + share`.
     fn core_readings(&mut self) -> Vec<Reading> {
         if self.options.sample_ms <= 0.0 {
             return vec![];
@@ -229,15 +229,12 @@ impl Adaptive {
         }
         let Some(now) = CoreUse::read() else { return vec![] };
         let Some((before, _)) = self.last_use.replace((now.clone(), Instant::now())) else { return vec![] };
-        let used = self.used_cores();
-        let suspects = self.monitor.suspects();
         let share = before.others_share(&now);
         for (&core, s) in &share {
             self.monitor.hint(core, (1.0 + s) * self.injected_factor(&[core]));
         }
         self.cores
             .iter()
-            .filter(|c| !used.contains(c) || suspects.contains(c) || self.monitor.factor(&[**c]) > 1.0)
             .filter_map(|&core| {
                 let s = share.get(&core)?;
                 Some(Reading::Probe { core, measured_us: (1.0 + s) * self.injected_factor(&[core]), idle_us: 1.0 })
@@ -245,30 +242,35 @@ impl Adaptive {
             .collect()
     }
 
-    /// Cores of the processors the current plan uses.
-    fn used_cores(&self) -> Vec<usize> {
-        let plan = self.plan();
-        self.processors.iter().filter(|p| plan.processors.contains(&p.id)).flat_map(|p| p.cores.iter().copied()).collect()
-    }
-
     fn injected_factor(&self, cores: &[usize]) -> f64 {
         cores.iter().map(|c| self.injected.get(c).copied().unwrap_or(1.0)).fold(1.0, f64::max)
     }
 
-    /// Per processor of the plan: its stages' measured time in this request against their predicted
-    /// time. A split part counts like any stage.
+    /// Per processor of the plan: the time its stages took in this request, against their predicted
+    /// time. A split part counts like any stage. The measured time includes each stage's wake-up
+    /// delay (from the moment its lane could have started it, its input ready and the lane's previous
+    /// stage done, to its start): on a core shared with a busy thread, a lane that slept is often
+    /// let run at full speed but only after the other thread's time slice ends, so the slowdown shows
+    /// in the wait, not in the run.
     fn stage_readings(&self, plan: &Plan, stages: &[crate::StageTime]) -> Vec<Reading> {
         let predicted: BTreeMap<usize, f64> =
             plan.predicted.spans.iter().filter(|s| s.name.starts_with("stage")).map(|s| (s.stage, s.end_us - s.start_us)).collect();
-        let mut per: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        let mut lanes: BTreeMap<&str, Vec<(crate::StageTime, f64)>> = BTreeMap::new();
         for (i, s) in plan.stages.iter().enumerate() {
             let (Some(t), Some(p)) = (stages.get(i), predicted.get(&s.id)) else { continue };
-            let e = per.entry(s.processor.as_str()).or_default();
-            e.0 += t.end_us - t.start_us;
-            e.1 += p;
+            lanes.entry(s.processor.as_str()).or_default().push((*t, *p));
         }
-        per.into_iter()
-            .filter_map(|(id, (measured, predicted))| {
+        lanes
+            .into_iter()
+            .filter_map(|(id, mut runs)| {
+                runs.sort_by(|a, b| a.0.start_us.total_cmp(&b.0.start_us));
+                let (mut measured, mut predicted, mut free_at) = (0.0, 0.0, 0.0f64);
+                for (t, p) in runs {
+                    let could_start = t.ready_us.max(free_at);
+                    measured += (t.start_us - could_start).max(0.0) + (t.end_us - t.start_us);
+                    predicted += p;
+                    free_at = t.end_us;
+                }
                 let cores = self.processors.iter().find(|p| p.id == id)?.cores.clone();
                 let measured_us = measured * self.injected_factor(&cores);
                 Some(Reading::Stage { cores, measured_us, predicted_us: predicted })
