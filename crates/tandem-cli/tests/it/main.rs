@@ -6,6 +6,7 @@ mod common;
 mod auto;
 mod cli;
 mod devices;
+mod dynamics;
 mod fit;
 mod profile;
 mod run;
