@@ -38,13 +38,17 @@ pub struct AdaptiveOptions {
     /// Read how busy each core is with other processes' work at most this often, ms (0 never reads).
     /// The OS counts in 10 ms ticks: shorter intervals say little.
     pub sample_ms: f64,
+    /// Requests that must pass after a switch before the next one: a device whose load comes and
+    /// goes faster than plans can pay for themselves (each switch costs a search and a compile) keeps
+    /// its plan a while; beliefs still move, and the plan for them is made when the wait is over.
+    pub cooldown: usize,
     /// The executors' options.
     pub exec: ExecOptions,
 }
 
 impl Default for AdaptiveOptions {
     fn default() -> Self {
-        AdaptiveOptions { monitor: MonitorOptions::default(), search: SearchOptions::default(), sample_ms: 30.0, exec: ExecOptions::default() }
+        AdaptiveOptions { monitor: MonitorOptions::default(), search: SearchOptions::default(), sample_ms: 30.0, cooldown: 10, exec: ExecOptions::default() }
     }
 }
 
@@ -134,6 +138,8 @@ pub struct Adaptive {
     last_use: Option<(CoreUse, Instant)>,
     served: usize,
     events: Vec<Event>,
+    /// Changes seen during a cooldown, acted on when it ends.
+    pending: Option<Detection>,
     /// Core → factor the readings are multiplied by (tests inject slowdowns with it).
     injected: BTreeMap<usize, f64>,
 }
@@ -160,6 +166,7 @@ impl Adaptive {
             last_use,
             served: 0,
             events: vec![],
+            pending: None,
             injected: BTreeMap::new(),
         })
     }
@@ -207,9 +214,18 @@ impl Adaptive {
         readings.extend(self.core_readings());
         tracing::debug!(request = index, plan, ?readings, "adaptive: readings");
         self.served += 1;
-        let event = match self.monitor.observe(&readings) {
-            Some(detection) => Some(self.replan(detection)?),
-            None => None,
+        if let Some(d) = self.monitor.observe(&readings) {
+            let pending = self.pending.get_or_insert_with(|| Detection { changes: vec![], evidence: String::new() });
+            pending.changes.extend(d.changes);
+            pending.evidence = if pending.evidence.is_empty() { d.evidence } else { format!("{}; {}", pending.evidence, d.evidence) };
+        }
+        let cooled = self.events.iter().rev().find(|e| e.switched).map_or(true, |e| self.served >= e.after_requests + self.options.cooldown);
+        let event = match self.pending.take() {
+            Some(detection) if cooled => Some(self.replan(detection)?),
+            other => {
+                self.pending = other;
+                None
+            }
         };
         Ok(Served { index, plan, latency_us: outcome.timeline.latency_us, outputs: outcome.outputs, event })
     }
