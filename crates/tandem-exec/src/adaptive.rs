@@ -142,6 +142,8 @@ pub struct Adaptive {
     pending: Option<Detection>,
     /// Core → factor the readings are multiplied by (tests inject slowdowns with it).
     injected: BTreeMap<usize, f64>,
+    /// Readings come from the plan's predictions and the injected slowdowns only (tests).
+    ideal: bool,
 }
 
 impl Adaptive {
@@ -168,6 +170,7 @@ impl Adaptive {
             events: vec![],
             pending: None,
             injected: BTreeMap::new(),
+            ideal: false,
         })
     }
 
@@ -204,6 +207,14 @@ impl Adaptive {
         self.injected.insert(core, factor);
     }
 
+    /// From now on the monitor reads each stage as taking exactly its predicted time, and each core
+    /// as free, both times the injected slowdown: detection and switching no longer depend on how busy
+    /// the machine is, while requests still run (and are verified) for real. For tests.
+    #[doc(hidden)]
+    pub fn ideal_readings(&mut self) {
+        self.ideal = true;
+    }
+
     /// Serves one request with the current plan, then takes its readings and re-plans if the monitor
     /// says so (the new plan serves the next request).
     pub fn request(&mut self, inputs: TVec<TValue>) -> Result<Served> {
@@ -236,6 +247,9 @@ impl Adaptive {
     /// load and cannot see it. A core another busy thread wants all the time gives this process about
     /// half of it: the reading is `1 + share`.
     fn core_readings(&mut self) -> Vec<Reading> {
+        if self.ideal {
+            return self.cores.iter().map(|&core| Reading::Probe { core, measured_us: self.injected_factor(&[core]), idle_us: 1.0 }).collect();
+        }
         if self.options.sample_ms <= 0.0 {
             return vec![];
         }
@@ -283,7 +297,7 @@ impl Adaptive {
                 let (mut measured, mut predicted, mut free_at) = (0.0, 0.0, 0.0f64);
                 for (t, p) in runs {
                     let could_start = t.ready_us.max(free_at);
-                    measured += (t.start_us - could_start).max(0.0) + (t.end_us - t.start_us);
+                    measured += if self.ideal { p } else { (t.start_us - could_start).max(0.0) + (t.end_us - t.start_us) };
                     predicted += p;
                     free_at = t.end_us;
                 }
