@@ -42,11 +42,14 @@ pub struct MonitorOptions {
     /// Factors below this are taken as 1 (idle): a recovered core returns exactly to the idle plan
     /// instead of to a plan for a 5% slowdown.
     pub snap: f64,
+    /// Factors are capped here: a core 16x slower is already one the planner avoids, and a wake-up
+    /// delay of milliseconds on a stage predicted at microseconds would otherwise read as 1000x.
+    pub max_factor: f64,
 }
 
 impl Default for MonitorOptions {
     fn default() -> Self {
-        MonitorOptions { alpha: 0.4, threshold: 1.3, sustain: 3, warmup: 3, snap: 1.15 }
+        MonitorOptions { alpha: 0.4, threshold: 1.3, sustain: 3, warmup: 3, snap: 1.15, max_factor: 16.0 }
     }
 }
 
@@ -169,7 +172,7 @@ impl Monitor {
             return cores.iter().map(|&c| (c, factor)).collect();
         }
         let slowest = probed.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|p| p.0);
-        probed.into_iter().map(|(c, p)| (c, if Some(c) == slowest { factor } else { snapped(p, self.options.snap) })).collect()
+        probed.into_iter().map(|(c, p)| (c, if Some(c) == slowest { factor } else { snapped(p, self.options.snap).min(self.options.max_factor) })).collect()
     }
 
     /// Takes one request's readings; returns a detection when a core's factor changed beyond the
@@ -263,7 +266,7 @@ fn step(t: &mut Track, x: f64, relative: bool, now: f64, limit: f64, o: MonitorO
     let mut recent: Vec<f64> = t.recent.iter().copied().collect();
     recent.sort_by(f64::total_cmp);
     let raw = recent[recent.len() / 2];
-    let factor = snapped((raw + shift).exp(), o.snap);
+    let factor = snapped((raw + shift).exp(), o.snap).min(o.max_factor);
     if (factor.ln() - now).abs() < 1e-9 {
         // Readings moved but the belief stays (a core is never believed faster than profiled): a
         // stage track takes them as its new baseline rather than firing again on the same evidence.
@@ -401,6 +404,14 @@ mod tests {
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].changes, vec![(1, 1.0, 1.8)], "core 0 probes idle: unchanged");
         assert_eq!((m.factor(&[0]), m.factor(&[1]), m.factor(&[0, 1])), (1.0, 1.8, 1.8));
+    }
+
+    #[test]
+    fn absurd_readings_are_capped() {
+        let mut m = Monitor::new([0], MonitorOptions::default());
+        let got = feed(&mut m, 0..20, |i| vec![stage(&[0], if i >= 5 { 5e6 } else { 1000.0 }, 1000.0)]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(m.factor(&[0]), 16.0);
     }
 
     #[test]
