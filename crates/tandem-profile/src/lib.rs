@@ -28,7 +28,7 @@ pub mod transfer;
 
 pub use contention::{profile_contention, ContentionOptions, ContentionReport, Scenario, SkippedScenario};
 pub use session::{profile, register, ProcessorSummary, ProfileOptions, ProfileReport};
-pub use stats::{quantile, summarize, StopRule, Summary};
+pub use stats::{percentile, quantile, summarize, StopRule, Summary};
 
 /// Errors of a profiling session.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,13 @@ pub struct Summary {
     pub outliers_dropped: usize,
 }
 
+/// The `q` quantile of `values` in any order (a sorted copy is taken); see [`quantile`].
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    quantile(&sorted, q)
+}
+
 /// The `q` quantile of ascending `sorted`, interpolating linearly between closest ranks; NaN when empty.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {

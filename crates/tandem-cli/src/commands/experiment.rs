@@ -26,6 +26,7 @@ use tandem_device::{BackgroundLoad, Device, EnvSnapshot, LoadKind, LoadSpec};
 use tandem_exec::{Adaptive, AdaptiveOptions, Event, Executor, Replanner};
 use tandem_graph::{Graph, TValue};
 use tandem_plan::{Objective, Plan};
+use tandem_profile::percentile;
 use tandem_store::{PlanRow, RunRow, Store};
 
 use crate::cli::{DynamicsArgs, ExperimentArgs, ExperimentCommand, LoadArgs, LoadKindArg};
@@ -69,12 +70,8 @@ impl LoadProcess {
         use std::io::BufRead as _;
         let exe = std::env::current_exe().context("cannot find this program to start the background load")?;
         let cores: Vec<String> = spec.cores.iter().map(|c| c.to_string()).collect();
-        let kind = match spec.kind {
-            LoadKind::Compute => "compute",
-            LoadKind::Memory => "memory",
-        };
         let mut child = std::process::Command::new(exe)
-            .args(["experiment", "load", "--kind", kind, "--cores", &cores.join(","), "--threads", &spec.threads_per_core.to_string(), "--duty", &spec.duty.to_string()])
+            .args(["experiment", "load", "--kind", spec.kind.as_str(), "--cores", &cores.join(","), "--threads", &spec.threads_per_core.to_string(), "--duty", &spec.duty.to_string()])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -451,12 +448,6 @@ fn summarize(schedule: &Schedule, rows: &[RequestRow], events: &[Event]) -> Pass
 
 fn median(v: &[f64]) -> f64 {
     percentile(v, 0.5)
-}
-
-fn percentile(v: &[f64], q: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    tandem_profile::quantile(&s, q)
 }
 
 /// `cpu:0 + cpu:1, 31 stages, 12 splits`.

@@ -210,22 +210,16 @@ fn adaptive(graph: Arc<Graph>, args: &RunArgs, store: &Store, device: &Device, j
     }
     let env_after = EnvSnapshot::take(device);
     // Every request counts, slow ones included: a switch is judged by what the requests got.
-    let mut sorted = latencies.clone();
-    sorted.sort_by(f64::total_cmp);
-    let q = |x: f64| tandem_profile::quantile(&sorted, x);
-    let mean = sorted.iter().sum::<f64>() / sorted.len().max(1) as f64;
-    let sd = (sorted.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (sorted.len().max(2) - 1) as f64).sqrt();
+    let q = |x: f64| tandem_profile::percentile(&latencies, x);
+    let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
+    let sd = (latencies.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (latencies.len().max(2) - 1) as f64).sqrt();
     let plans: Vec<serde_json::Value> = runner
         .plans()
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let mine: Vec<f64> = latencies.iter().zip(&on_plan).filter(|(_, &q)| q == i).map(|(l, _)| *l).collect();
-            let median = (!mine.is_empty()).then(|| {
-                let mut m = mine.clone();
-                m.sort_by(f64::total_cmp);
-                tandem_profile::quantile(&m, 0.5)
-            });
+            let median = (!mine.is_empty()).then(|| tandem_profile::percentile(&mine, 0.5));
             serde_json::json!({"plan": i, "processors": p.processors, "stages": p.stages.len(), "splits": p.splits.len(), "predicted_ms": p.predicted.latency_us / 1e3, "requests": mine.len(), "median_ms": median})
         })
         .collect();
@@ -249,7 +243,7 @@ fn adaptive(graph: Arc<Graph>, args: &RunArgs, store: &Store, device: &Device, j
         model: graph.name.clone(),
         requests: latencies.len(),
         verified,
-        measured_ms: MeasuredMs { median: q(0.5), p90: q(0.9), p10: q(0.1), samples: sorted.len(), cv: sd / mean },
+        measured_ms: MeasuredMs { median: q(0.5), p90: q(0.9), p10: q(0.1), samples: latencies.len(), cv: sd / mean },
         plans,
         events,
         latencies_ms: latencies,
