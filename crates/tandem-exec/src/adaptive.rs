@@ -221,8 +221,10 @@ impl Adaptive {
         let index = self.served;
         let plan = self.current;
         let outcome = self.versions[plan].exec.run(inputs)?;
-        let mut readings = self.stage_readings(self.versions[plan].exec.plan(), &outcome.stages);
-        readings.extend(self.core_readings());
+        // Core use first: a multi-core processor's stage change is spread over its cores by what they
+        // read, freshest reading included.
+        let mut readings = self.core_readings();
+        readings.extend(self.stage_readings(self.versions[plan].exec.plan(), &outcome.stages));
         tracing::debug!(request = index, plan, ?readings, "adaptive: readings");
         self.served += 1;
         if let Some(d) = self.monitor.observe(&readings) {
@@ -260,9 +262,6 @@ impl Adaptive {
         let Some(now) = CoreUse::read() else { return vec![] };
         let Some((before, _)) = self.last_use.replace((now.clone(), Instant::now())) else { return vec![] };
         let share = before.others_share(&now);
-        for (&core, s) in &share {
-            self.monitor.hint(core, (1.0 + s) * self.injected_factor(&[core]));
-        }
         self.cores
             .iter()
             .filter_map(|&core| {

@@ -111,15 +111,12 @@ pub struct Monitor {
     /// Stage tracks by the processor's cores, probe tracks by core.
     stages: BTreeMap<Vec<usize>, Track>,
     probes: BTreeMap<usize, Track>,
-    /// Core → the latest absolute factor seen for it, used only to tell which core of a multi-core
-    /// processor changed.
-    hints: BTreeMap<usize, f64>,
 }
 
 impl Monitor {
     /// A monitor for these cores, all believed idle.
     pub fn new(cores: impl IntoIterator<Item = usize>, options: MonitorOptions) -> Monitor {
-        Monitor { options, belief: cores.into_iter().map(|c| (c, 1.0)).collect(), stages: BTreeMap::new(), probes: BTreeMap::new(), hints: BTreeMap::new() }
+        Monitor { options, belief: cores.into_iter().map(|c| (c, 1.0)).collect(), stages: BTreeMap::new(), probes: BTreeMap::new() }
     }
 
     /// The options.
@@ -154,20 +151,11 @@ impl Monitor {
         cores
     }
 
-    /// Notes an absolute reading of a core's factor that decides nothing by itself: it tells which
-    /// core of a multi-core processor changed when that processor's stages do.
-    pub fn hint(&mut self, core: usize, factor: f64) {
-        if factor.is_finite() && factor > 0.0 {
-            self.hints.insert(core, factor);
-        }
-    }
-
-    /// Spreads a multi-core processor's new factor over its cores: with probes (or hints) on them,
+    /// Spreads a multi-core processor's new factor over its cores: with probes on them,
     /// the core that reads slowest takes the factor (the processor is as slow as its slowest core)
     /// and the others take what they read; without, every core takes it.
     fn attribute(&self, cores: &[usize], factor: f64) -> Vec<(usize, f64)> {
-        let read = |c: &usize| self.probes.get(c).map(|t| t.smooth.exp()).or_else(|| self.hints.get(c).copied());
-        let probed: Vec<(usize, f64)> = cores.iter().filter_map(|c| read(c).map(|f| (*c, f))).collect();
+        let probed: Vec<(usize, f64)> = cores.iter().filter_map(|c| self.probes.get(c).map(|t| (*c, t.smooth.exp()))).collect();
         if cores.len() < 2 || probed.len() < cores.len() {
             return cores.iter().map(|&c| (c, factor)).collect();
         }
