@@ -69,31 +69,43 @@ impl CoreUse {
 
 /// `cpuN` lines of `/proc/stat`: core → (busy, total) ticks.
 fn parse_cores(text: &str) -> BTreeMap<usize, (u64, u64)> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let Some(core) = fields.next().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse::<usize>().ok()) else { continue };
-        // user nice system idle iowait irq softirq steal (guest time is already inside user and nice).
-        let v: Vec<u64> = fields.take(8).filter_map(|f| f.parse().ok()).collect();
-        if v.len() < 4 {
-            continue;
-        }
-        let total: u64 = v.iter().sum();
-        let idle = v[3] + v.get(4).copied().unwrap_or(0);
-        out.insert(core, (total - idle, total));
-    }
-    out
+    text.lines()
+        .filter_map(|line| {
+            let (label, ticks) = cpu_line(line)?;
+            Some((label.strip_prefix("cpu")?.parse().ok()?, ticks))
+        })
+        .collect()
 }
 
-/// A thread's utime + stime and the core it last ran on, from its `stat` line.
+/// One `cpu` or `cpuN` line of `/proc/stat`: its label and (busy, total) ticks.
+pub(crate) fn cpu_line(line: &str) -> Option<(&str, (u64, u64))> {
+    let mut fields = line.split_whitespace();
+    let label = fields.next().filter(|l| l.starts_with("cpu"))?;
+    // user nice system idle iowait irq softirq steal (guest time is already inside user and nice).
+    let v: Vec<u64> = fields.take(8).filter_map(|f| f.parse().ok()).collect();
+    if v.len() < 4 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    let idle = v[3] + v.get(4).copied().unwrap_or(0);
+    Some((label, (total - idle, total)))
+}
+
+/// The fields of a `/proc/.../stat` line after the name: the name (field 2) is in parentheses and may
+/// hold spaces, so count from after the last ')', where field 3 is at index 0.
+fn stat_fields(text: &str) -> Option<Vec<&str>> {
+    Some(text[text.rfind(')')? + 1..].split_whitespace().collect())
+}
+
+/// utime + stime (fields 14 and 15) of a process's or thread's `stat` line, in ticks.
+pub(crate) fn stat_ticks(text: &str) -> Option<u64> {
+    let f = stat_fields(text)?;
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// A thread's utime + stime and the core it last ran on (field 39), from its `stat` line.
 fn parse_thread(text: &str) -> Option<(u64, usize)> {
-    // The name (field 2) is in parentheses and may hold spaces: count from after the last ')', where
-    // field 3 is at index 0. utime, stime: fields 14, 15; processor: field 39.
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let core = f.get(36)?.parse().ok()?;
-    Some((ticks, core))
+    Some((stat_ticks(text)?, stat_fields(text)?.get(36)?.parse().ok()?))
 }
 
 #[cfg(test)]

@@ -322,30 +322,12 @@ impl Ticks {
 
 /// Machine busy and total ticks from `/proc/stat`'s first line.
 fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
-    let line = text.lines().next()?;
-    let mut fields = line.split_whitespace();
-    if fields.next()? != "cpu" {
-        return None;
-    }
-    // user nice system idle iowait irq softirq steal (guest and guest_nice are already inside user/nice).
-    let v: Vec<u64> = fields.take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
-    if v.len() < 4 {
-        return None;
-    }
-    let total: u64 = v.iter().sum();
-    let idle = v[3] + v.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
+    crate::core_use::cpu_line(text.lines().next()?).filter(|(label, _)| *label == "cpu").map(|(_, ticks)| ticks)
 }
 
 /// This process's utime + stime in ticks from `/proc/self/stat`.
 fn parse_self_stat(text: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
-    // What follows is field 3 (state); utime and stime are fields 14 and 15.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    crate::core_use::stat_ticks(text)
 }
 
 /// The percent of the machine's time between two readings that other processes used.
