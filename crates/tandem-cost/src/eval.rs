@@ -16,7 +16,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::fit::{FitOptions, Prepared};
-use crate::models::{CostModels, ProcessorModels};
+use crate::models::{predict_standalone, CostModels, ProcessorModels};
 use crate::sample::{Context, TrainingSet};
 use crate::transfer::TransferModels;
 use crate::CostError;
@@ -148,6 +148,10 @@ pub struct FitReport {
     pub leave_one_model_out: Vec<LeftOutModel>,
     /// Its summary.
     pub leave_one_model_out_summary: LeaveOneModelOut,
+    /// Per processor, how well stages timed inside plan runs are predicted, before and after the
+    /// in-plan calibration (empty until a plan has run).
+    #[serde(default)]
+    pub plan_stages: Vec<PlanStageAccuracy>,
     /// Every held-out prediction of the k-fold evaluation.
     #[serde(skip)]
     pub held_out: Vec<HeldOut>,
@@ -155,6 +159,82 @@ pub struct FitReport {
     pub fit_s: f64,
     /// Seconds spent on the held-out evaluation.
     pub evaluate_s: f64,
+}
+
+/// How well one processor's stages inside plan runs are predicted.
+///
+/// `standalone` is what the planner predicted before calibration (the op and stage models fitted on
+/// everything, since a model is always profiled before it is planned). `calibrated` adds the in-plan
+/// calibration fitted on the *other* models' plan runs (leave-one-model-out over plan stages), so it
+/// says how well the calibration carries over to a model whose plans have never run; `None` until
+/// plans of two models have run on the processor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStageAccuracy {
+    /// The processor.
+    pub processor: String,
+    /// Stages (and split parts) timed inside plan runs.
+    pub stages: usize,
+    /// Models whose plans ran.
+    pub models: usize,
+    /// Predictions without the in-plan calibration.
+    pub standalone: Accuracy,
+    /// Predictions with a calibration fitted without the stage's model.
+    pub calibrated: Option<Accuracy>,
+    /// Median of measured / standalone prediction (how much slower stages run inside plans).
+    pub median_ratio: f64,
+}
+
+/// Accuracy of the predictions of stages timed inside plan runs, per processor (see
+/// [`PlanStageAccuracy`]); `all` are the models fitted on everything.
+fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAccuracy> {
+    let set = &p.set.plan_stages;
+    if set.is_empty() {
+        return vec![];
+    }
+    let mut with_stages: Vec<usize> = p.plan_stage_model.clone();
+    with_stages.sort();
+    with_stages.dedup();
+    // Per left-out model, the calibration refitted without its plan stages.
+    let held: Vec<Vec<ProcessorModels>> = if with_stages.len() >= 2 {
+        with_stages
+            .iter()
+            .map(|&m| {
+                let mut fitted = all.to_vec();
+                p.fit_in_plan(&mut fitted, &|mm| mm != m);
+                fitted
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let mut out = vec![];
+    for (i, pm) in all.iter().enumerate() {
+        let mine: Vec<usize> = (0..set.len()).filter(|&k| set[k].processor == pm.processor).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let standalone: Vec<(f64, f64)> = mine.iter().map(|&k| (predict_standalone(all, i, &set[k]), set[k].measured_us)).collect();
+        let calibrated = (!held.is_empty()).then(|| {
+            Accuracy::of(mine.iter().zip(&standalone).map(|(&k, &(_, measured))| {
+                let fitted = &held[with_stages.binary_search(&p.plan_stage_model[k]).unwrap_or(0)];
+                (fitted[i].in_plan.predict(predict_standalone(fitted, i, &set[k]), set[k].op_count()), measured)
+            }))
+        });
+        let mut ratios: Vec<f64> = standalone.iter().map(|(pred, measured)| measured / pred).filter(|r| r.is_finite()).collect();
+        ratios.sort_by(f64::total_cmp);
+        let mut models: Vec<usize> = mine.iter().map(|&k| p.plan_stage_model[k]).collect();
+        models.sort();
+        models.dedup();
+        out.push(PlanStageAccuracy {
+            processor: pm.processor.clone(),
+            stages: mine.len(),
+            models: models.len(),
+            standalone: Accuracy::of(standalone.iter().copied()),
+            calibrated,
+            median_ratio: ratios.get(ratios.len() / 2).copied().unwrap_or(1.0),
+        });
+    }
+    out
 }
 
 fn target_of(s: &crate::sample::OpSample) -> &'static str {
@@ -334,6 +414,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
     let started = Instant::now();
     let held = k_fold(&prepared, opts);
     let (lomo_ops, lomo_whole) = leave_one_model_out(&prepared, opts);
+    let plan_stages = plan_stage_accuracy(&prepared, &models.processors);
     let df = frame(&held)?;
     let in_model = col("target").eq(lit("in_model"));
     let big = col("measured_us").gt(lit(50.0));
@@ -378,6 +459,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
         slices,
         leave_one_model_out: lomo_whole,
         leave_one_model_out_summary: summary,
+        plan_stages,
         held_out: held,
         fit_s,
         evaluate_s,
@@ -398,5 +480,6 @@ impl FitReport {
             && self.slices.iter().all(|s| acc(&s.accuracy))
             && self.leave_one_model_out.iter().all(|l| l.predicted_ms.is_finite() && l.measured_ms.is_finite() && l.error.is_finite())
             && acc(&self.leave_one_model_out_summary.ops)
+            && self.plan_stages.iter().all(|a| acc(&a.standalone) && a.calibrated.as_ref().is_none_or(acc) && a.median_ratio.is_finite())
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::models::{reference_of, CostModels, ProcessorModels};
+use crate::models::{predict_standalone, reference_of, CostModels, ProcessorModels};
 use crate::opmodel::{fit_context, OpFitOptions, Row};
 use crate::sample::{Context, TrainingSet};
 use crate::stage::{StageModel, StagePoint};
@@ -47,6 +47,8 @@ pub(crate) struct Prepared<'a> {
     pub ops: usize,
     /// Whole-model timings: (model index, processor) -> point.
     pub stage_points: BTreeMap<(usize, String), StagePoint>,
+    /// Per plan stage sample (`set.plan_stages`), the index of its model.
+    pub plan_stage_model: Vec<usize>,
 }
 
 impl<'a> Prepared<'a> {
@@ -55,7 +57,13 @@ impl<'a> Prepared<'a> {
         if set.ops.is_empty() {
             return Err(CostError::NoSamples);
         }
-        let mut models: Vec<String> = set.ops.iter().map(|s| s.model.clone()).chain(set.models.iter().map(|m| m.model.clone())).collect();
+        let mut models: Vec<String> = set
+            .ops
+            .iter()
+            .map(|s| s.model.clone())
+            .chain(set.models.iter().map(|m| m.model.clone()))
+            .chain(set.plan_stages.iter().map(|s| s.model.clone()))
+            .collect();
         models.sort();
         models.dedup();
         let model_index = |m: &str| models.binary_search_by(|x| x.as_str().cmp(m)).unwrap_or(0);
@@ -75,7 +83,8 @@ impl<'a> Prepared<'a> {
             .into_iter()
             .map(|(m, p, point)| ((model_index(&m), p), point))
             .collect();
-        Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points })
+        let plan_stage_model = set.plan_stages.iter().map(|s| model_index(&s.model)).collect();
+        Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points, plan_stage_model })
     }
 
     /// Fits every model on the rows and whole-model timings `keep` accepts (by row and by model).
@@ -124,10 +133,29 @@ impl<'a> Prepared<'a> {
                 _ => (fitted_context(in_model), fitted_context(isolated)),
             };
             let reference = if has_reference { reference[i].clone() } else { None };
-            fitted.push(ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points), reference });
+            fitted.push(ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points), in_plan: StageModel::default(), reference });
         }
         fitted.sort_by(|a, b| a.processor.cmp(&b.processor));
+        self.fit_in_plan(&mut fitted, keep_model);
         fitted
+    }
+
+    /// Fits every processor's in-plan calibration on the plan stages of the models `keep_model`
+    /// accepts, against what `fitted` predicts for each stage alone (see [`crate::PlanStageSample`]).
+    /// The form is chosen as the stage model's is; a processor without plan stages keeps the identity.
+    pub(crate) fn fit_in_plan(&self, fitted: &mut [ProcessorModels], keep_model: &dyn Fn(usize) -> bool) {
+        for i in 0..fitted.len() {
+            let points: Vec<StagePoint> = self
+                .set
+                .plan_stages
+                .iter()
+                .zip(&self.plan_stage_model)
+                .filter(|(s, m)| s.processor == fitted[i].processor && keep_model(**m))
+                .map(|(s, _)| StagePoint { ops_sum_us: predict_standalone(fitted, i, s), ops: s.op_count() as f64, measured_us: s.measured_us })
+                .filter(|p| p.ops_sum_us.is_finite() && p.ops_sum_us > 0.0)
+                .collect();
+            fitted[i].in_plan = if points.is_empty() { StageModel::default() } else { StageModel::fit(&points) };
+        }
     }
 }
 

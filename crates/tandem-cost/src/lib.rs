@@ -37,6 +37,15 @@
 //! factor · sum (+ per_op · ops)`, the form chosen by leave-one-out error over whole-model timings
 //! ([`StageModel`]).
 //!
+//! **In-plan calibration**, per processor: inside a running plan a stage (or split part) takes longer
+//! than its ops predict alone, since its inputs were written by another core and its weights were
+//! evicted by the other stages; no profile of a model run alone sees that. `tandem run` stores every
+//! stage's time inside the plan ([`PlanStageSample`]); the calibration maps the stand-alone
+//! prediction to it, `fixed + factor · predicted (+ per_op · ops)`, in the form the stage model's
+//! choice rule picks, and the planner applies it to every stage and part it considers
+//! ([`CostModels::plan_stage_us`], [`CostModels::plan_part_us`]). Its accuracy is reported
+//! leave-one-model-out over the plan stages ([`PlanStageAccuracy`]).
+//!
 //! **Transfers**, per processor pair: `fixed + per_byte · bytes` ([`TransferModel`]).
 //!
 //! **Contention**, per (processor, scenario): how much slower a processor runs next to background load,
@@ -65,12 +74,12 @@ pub mod term;
 pub mod transfer;
 
 pub use contention::{ContentionFactors, ContentionSample};
-pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, SliceAccuracy};
+pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, PlanStageAccuracy, SliceAccuracy};
 pub use fit::{fit, FitOptions};
 pub use models::{reference_of, CostModels, ProcessorModels};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
-pub use records::{ModelRecord, ANY_PAIR, STAGE, TRANSFER};
-pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, TrainingSet, TransferSample};
+pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, STAGE, TRANSFER};
+pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanStageSample, TrainingSet, TransferSample};
 pub use stage::{StageForm, StageModel, StagePoint};
 pub use term::{Family, Term};
 pub use transfer::{TransferModel, TransferModels};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::opmodel::ContextModels;
-use crate::sample::{Context, OpFeatures, PartSpec};
+use crate::sample::{Context, OpFeatures, PartSpec, PlanStageSample};
 use crate::stage::StageModel;
 use crate::transfer::TransferModels;
 
@@ -18,6 +18,13 @@ pub struct ProcessorModels {
     pub isolated: ContextModels,
     /// Stage time from the sum of in-context op times.
     pub stage: StageModel,
+    /// In-plan calibration: a stage's (or split part's) time inside a running plan from what the
+    /// models above predict for it alone, `fixed + factor · predicted (+ per_op · ops)`, fitted on the
+    /// stages of stored plan runs ([`crate::PlanStageSample`]). Inside a plan a stage's inputs were
+    /// written by another core and its weights were evicted by the other stages, which no profile of a
+    /// model run alone sees; the identity (`StageForm::Sum`) until a plan has run.
+    #[serde(default)]
+    pub in_plan: StageModel,
     /// The processor whose predictions this one's models may build on ([`crate::Term::Reference`]):
     /// for a processor owning several cores, the one owning its first core alone (a multi-threaded
     /// run costs the single-threaded time split across threads, plus their synchronisation).
@@ -62,6 +69,17 @@ impl ProcessorModels {
             Context::InModel => &self.in_model,
             Context::Isolated => &self.isolated,
         }
+    }
+}
+
+/// What the planner predicts for a plan stage before in-plan calibration, µs: the stage model over its
+/// ops' in-context predictions, or for a split part its head's isolated part plus its tail in context
+/// (as `tandem-plan` composes them).
+pub(crate) fn predict_standalone(processors: &[ProcessorModels], index: usize, stage: &PlanStageSample) -> f64 {
+    let tail: f64 = stage.ops.iter().map(|o| predict_in(processors, index, o, Context::InModel)).sum();
+    match &stage.head {
+        Some((op, part)) => predict_in(processors, index, &op.part(part.axis, part.start, part.end), Context::Isolated) + tail,
+        None => processors[index].stage.predict(tail, stage.ops.len()),
     }
 }
 
@@ -130,6 +148,15 @@ impl CostModels {
         self.processors[i].stage.predict(sum, ops.len())
     }
 
+    /// A plan stage's predicted time inside a running plan, µs: the in-plan calibration
+    /// ([`ProcessorModels::in_plan`]) applied to what the models predict for it alone.
+    pub fn predict_plan_stage(&self, stage: &PlanStageSample) -> f64 {
+        match self.processors.iter().position(|p| p.processor == stage.processor) {
+            Some(i) => self.processors[i].in_plan.predict(predict_standalone(&self.processors, i, stage), stage.op_count()),
+            None => f64::INFINITY,
+        }
+    }
+
     /// The stage model alone, for a planner that keeps running sums: a stage of `ops` ops whose
     /// predicted in-context times sum to `ops_sum_us`.
     #[inline]
@@ -140,9 +167,30 @@ impl CostModels {
         }
     }
 
+    /// A stage's predicted time inside a running plan from its ops' predicted in-context sum: the
+    /// stage model, then the in-plan calibration ([`ProcessorModels::in_plan`]). Both are linear, so
+    /// a planner may sample this at a few points to recover the coefficients.
+    #[inline]
+    pub fn plan_stage_us(&self, processor: &str, ops_sum_us: f64, ops: usize) -> f64 {
+        match self.processor(processor) {
+            Some(p) => p.in_plan.predict(p.stage.predict(ops_sum_us, ops), ops),
+            None => f64::INFINITY,
+        }
+    }
+
+    /// A split part's predicted time inside a running plan from its predicted time alone
+    /// (`part_us`, its head's isolated part plus its tail in context), `ops` ops in its chain.
+    #[inline]
+    pub fn plan_part_us(&self, processor: &str, part_us: f64, ops: usize) -> f64 {
+        match self.processor(processor) {
+            Some(p) => p.in_plan.predict(part_us, ops),
+            None => f64::INFINITY,
+        }
+    }
+
     /// Whether every stored number is finite (nothing NaN or infinite may reach the database).
     pub fn is_valid(&self) -> bool {
-        self.processors.iter().all(|p| p.in_model.is_valid() && p.isolated.is_valid() && p.stage.is_valid())
+        self.processors.iter().all(|p| p.in_model.is_valid() && p.isolated.is_valid() && p.stage.is_valid() && p.in_plan.is_valid())
             && self.transfers.is_valid()
     }
 

@@ -23,6 +23,8 @@ use crate::CostError;
 
 /// `op_kind` of stage rows.
 pub const STAGE: &str = "stage";
+/// `op_kind` of in-plan calibration rows.
+pub const IN_PLAN: &str = "in_plan";
 /// `op_kind` of transfer rows.
 pub const TRANSFER: &str = "transfer";
 /// `processor` of the pooled transfer row.
@@ -105,6 +107,16 @@ impl FitReport {
                 within_10pct: (!lomo.is_empty()).then(|| lomo.iter().filter(|e| **e <= 0.1).count() as f64 / lomo.len() as f64),
                 fallback_of: None,
             });
+            let held_out = self.plan_stages.iter().find(|a| a.processor == p.processor);
+            out.push(ModelRecord {
+                processor: p.processor.clone(),
+                op_kind: IN_PLAN.into(),
+                params: to_value(&p.in_plan),
+                samples: p.in_plan.samples as i64,
+                mape: held_out.and_then(|a| a.calibrated).map(|a| a.mape),
+                within_10pct: held_out.and_then(|a| a.calibrated).map(|a| a.within_10pct),
+                fallback_of: (p.in_plan.samples == 0).then(|| "no plan runs".to_string()),
+            });
         }
         let t = &self.models.transfers;
         for pair in &t.pairs {
@@ -178,10 +190,15 @@ impl CostModels {
                 in_model: ContextModels::default(),
                 isolated: ContextModels::default(),
                 stage: StageModel::default(),
+                in_plan: StageModel::default(),
                 reference: None,
             });
             if r.op_kind == STAGE {
                 p.stage = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
+                continue;
+            }
+            if r.op_kind == IN_PLAN {
+                p.in_plan = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
                 continue;
             }
             let field = |name: &str| r.params.get(name).cloned().filter(|v| !v.is_null());

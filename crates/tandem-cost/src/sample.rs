@@ -272,6 +272,35 @@ pub struct TransferSample {
     pub median_us: f64,
 }
 
+/// One stage (or split part) of a plan, timed while the whole plan ran (`tandem run` stores these).
+///
+/// What the planner would predict for it is recomputed from the features with the models being
+/// fitted, exactly as the planner composes it: for a whole-op stage the stage model over its ops'
+/// in-context predictions, for a split part the head's isolated part plus the tail's in-context
+/// parts. The in-plan calibration ([`crate::ProcessorModels::in_plan`]) maps that to what the
+/// stage measured inside the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStageSample {
+    /// The model (as in [`OpSample::model`]): leave-one-model-out holds a model's stages out too.
+    pub model: String,
+    /// The processor the stage ran on.
+    pub processor: String,
+    /// For a split part: the chain's first op, whole, and the part of it the stage computed.
+    pub head: Option<(OpFeatures, PartSpec)>,
+    /// The ops predicted in context: every op of a whole-op stage, or the tail of a split chain
+    /// (already cut to the part).
+    pub ops: Vec<OpFeatures>,
+    /// The stage's median time inside the plan, microseconds.
+    pub measured_us: f64,
+}
+
+impl PlanStageSample {
+    /// Ops the stage runs (the head included).
+    pub fn op_count(&self) -> usize {
+        self.ops.len() + usize::from(self.head.is_some())
+    }
+}
+
 /// Everything a fit learns from: one device's measurements.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSet {
@@ -281,6 +310,9 @@ pub struct TrainingSet {
     pub models: Vec<ModelSample>,
     /// Hand-overs between processors.
     pub transfers: Vec<TransferSample>,
+    /// Stages timed inside plan runs.
+    #[serde(default)]
+    pub plan_stages: Vec<PlanStageSample>,
 }
 
 impl TrainingSet {
@@ -308,6 +340,16 @@ impl TrainingSet {
         for t in &self.transfers {
             if !(t.median_us.is_finite() && t.median_us > 0.0 && t.bytes.is_finite() && t.bytes >= 0.0) {
                 return bad(format!("transfer {} -> {} of {} bytes has median {} µs", t.src, t.dst, t.bytes, t.median_us));
+            }
+        }
+        for s in &self.plan_stages {
+            if !(s.measured_us.is_finite() && s.measured_us > 0.0) || s.op_count() == 0 {
+                return bad(format!("a plan stage of model {} on {} has median {} µs over {} ops", s.model, s.processor, s.measured_us, s.op_count()));
+            }
+            for op in s.ops.iter().chain(s.head.as_ref().map(|(op, _)| op)) {
+                if let Err(e) = op.validate() {
+                    return bad(format!("a plan stage of model {}: {e}", s.model));
+                }
             }
         }
         Ok(())

@@ -2,8 +2,8 @@
 //! only on held-out data, falls back for rare kinds, and its stored form predicts what it predicted.
 
 use tandem_cost::{
-    fit_and_evaluate, Context, CostError, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, Term, TrainingSet,
-    TransferSample,
+    fit_and_evaluate, Context, CostError, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, PlanStageSample, StageForm, Term,
+    TrainingSet, TransferSample,
 };
 // Deterministic (SplitMix64), so the tests need no dependency and never flake.
 use tandem_cost::synthetic::Rng;
@@ -221,5 +221,74 @@ fn bad_input_is_refused() {
     assert!(matches!(fit_and_evaluate("dev", &TrainingSet::default(), &FitOptions::default()), Err(CostError::NoSamples)));
     let mut set = synthetic(2, 5, 0.0, &|op, _| 1.0 + op.macs * 1e-3);
     set.ops[3].median_us = f64::NAN;
+    assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
+}
+
+/// Plan stages of `set`'s models that run `slow` times slower plus `fixed_us` inside a plan than
+/// their ops predict alone: chunks of `chunk` consecutive ops, and one split part (half of the
+/// first op, with the second as its tail) per model.
+fn plan_stages(set: &TrainingSet, slow: f64, fixed_us: f64, chunk: usize) -> Vec<PlanStageSample> {
+    let mut out = vec![];
+    let models: std::collections::BTreeSet<&str> = set.ops.iter().map(|s| s.model.as_str()).collect();
+    for m in models {
+        let ops: Vec<&OpSample> = set.ops.iter().filter(|s| s.model == m && s.context == Context::InModel).collect();
+        for c in ops.chunks(chunk) {
+            let alone: f64 = c.iter().map(|s| s.median_us).sum();
+            out.push(PlanStageSample {
+                model: m.into(),
+                processor: "cpu:0".into(),
+                head: None,
+                ops: c.iter().map(|s| s.op.clone()).collect(),
+                measured_us: fixed_us + slow * alone,
+            });
+        }
+        let part = PartSpec { axis: 1, start: 0.0, end: 0.5 };
+        let head = ops[0].op.clone();
+        let tail = ops[1].op.part(1, 0.0, 0.5);
+        let alone = 3.0 + 0.002 * head.part(1, 0.0, 0.5).macs + 3.0 + 0.002 * tail.macs;
+        out.push(PlanStageSample { model: m.into(), processor: "cpu:0".into(), head: Some((head, part)), ops: vec![tail], measured_us: fixed_us + slow * alone });
+    }
+    out
+}
+
+#[test]
+fn in_plan_calibration_learns_how_much_slower_stages_run_inside_plans() {
+    // Stages run 1.4x slower plus 30 µs inside a plan than their ops predict alone.
+    let mut set = synthetic(5, 30, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    let before = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    assert!(before.plan_stages.is_empty(), "no plan has run: {:?}", before.plan_stages);
+    assert_eq!(before.models.processor("cpu:0").unwrap().in_plan.form, StageForm::Sum, "the identity before any plan run");
+
+    set.plan_stages = plan_stages(&set, 1.4, 30.0, 4);
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let acc = &report.plan_stages[0];
+    assert_eq!(acc.stages, set.plan_stages.len());
+    assert_eq!(acc.models, 5);
+    assert!((acc.median_ratio - 1.4).abs() < 0.15, "{acc:?}");
+    // Held out by model, the calibration predicts what the stand-alone prediction misses by ~40%.
+    let calibrated = acc.calibrated.expect("plans of five models ran");
+    assert!(acc.standalone.within_10pct < 0.05 && acc.standalone.mape > 25.0, "{acc:?}");
+    assert!(calibrated.within_10pct > 0.9 && calibrated.mape < 6.0, "{acc:?}");
+    let m = &report.models.processor("cpu:0").unwrap().in_plan;
+    assert!((m.factor - 1.4).abs() < 0.1, "{m:?}");
+    // Whole-op stages and split parts both go through it, and it survives storage.
+    let back = CostModels::from_records("dev", 1, &report.records().unwrap()).unwrap();
+    for s in &set.plan_stages {
+        let (a, b) = (report.models.predict_plan_stage(s), back.predict_plan_stage(s));
+        assert!((a - b).abs() <= 1e-9 * a, "{a} vs {b}");
+        assert!((a - s.measured_us).abs() / s.measured_us < 0.1, "predicted {a}, measured {}", s.measured_us);
+    }
+    assert!((back.plan_part_us("cpu:0", 100.0, 2) - back.processor("cpu:0").unwrap().in_plan.predict(100.0, 2)).abs() < 1e-9);
+    let ops: Vec<OpFeatures> = set.plan_stages[0].ops.clone();
+    let alone = back.predict_stage("cpu:0", &ops);
+    let sum: f64 = ops.iter().map(|o| back.predict_op("cpu:0", o)).sum();
+    assert!((back.plan_stage_us("cpu:0", sum, ops.len()) - back.processor("cpu:0").unwrap().in_plan.predict(alone, ops.len())).abs() < 1e-6 * alone);
+}
+
+#[test]
+fn a_bad_plan_stage_is_refused() {
+    let mut set = synthetic(2, 10, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    set.plan_stages = plan_stages(&set, 1.0, 0.0, 5);
+    set.plan_stages[0].measured_us = f64::NAN;
     assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
 }

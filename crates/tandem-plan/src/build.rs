@@ -7,7 +7,8 @@
 //! channels) and the cost of a part of every share from the split-part model. A split op followed by
 //! cheap element-wise ops (a convolution and its activation, or the residual add after it) also gets a
 //! chain option, so the activation runs on the parts before they are joined. Transfer and stage costs
-//! are read off the fitted models.
+//! are read off the fitted models. Stage and part costs are those *inside a running plan*: the fitted
+//! in-plan calibration (learned from stored plan runs; the identity before any) is applied on top.
 
 use std::collections::BTreeMap;
 
@@ -74,11 +75,11 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
             if !k {
                 return StageCost::default();
             }
-            let fixed = models.stage_us(p, 0.0, 0);
+            let fixed = models.plan_stage_us(p, 0.0, 0);
             StageCost {
                 fixed_us: fixed,
-                factor: ((models.stage_us(p, 1000.0, 0) - fixed) / 1000.0).max(0.0),
-                per_op_us: (models.stage_us(p, 0.0, 1) - fixed).max(0.0),
+                factor: ((models.plan_stage_us(p, 1000.0, 0) - fixed) / 1000.0).max(0.0),
+                per_op_us: (models.plan_stage_us(p, 0.0, 1) - fixed).max(0.0),
             }
         })
         .collect();
@@ -150,7 +151,7 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
                             // in-context time.
                             let head = models.predict_split_part(ids[p], &features(&graph.ops[chain[0]]), PartSpec { axis, start: 0.0, end: share });
                             let tail: f64 = chain[1..].iter().map(|&o| models.predict_op(ids[p], &features(&graph.ops[o]).part(axis, 0.0, share))).sum();
-                            finite(head + tail)
+                            finite(models.plan_part_us(ids[p], head + tail, chain.len()))
                         })
                         .collect()
                 })

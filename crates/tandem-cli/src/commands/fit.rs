@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 use tandem_cost::{
     Accuracy, FitOptions, KindAccuracy, LeaveOneModelOut, LeftOutModel, ModelSample, OpFeatures, OpSample, PartSpec,
-    SliceAccuracy, StageForm, TrainingSet, TransferSample,
+    PlanStageAccuracy, PlanStageSample, SliceAccuracy, StageForm, TrainingSet, TransferSample,
 };
 use tandem_store::{CostModelRow, MeasurementRow, Store, Target};
 
@@ -26,6 +26,7 @@ use crate::table::Table;
 ///   "leave_one_model_out": [{model, processor, predicted_ms, measured_ms, error}],
 ///   "leave_one_model_out_summary": {pairs, within_10pct, mape, ops {..}, ops_above_50us {..}},
 ///   "stages": [{processor, form, fixed_us, factor, per_op_us, samples, reference}],
+///   "in_plan": [{processor, form, fixed_us, factor, per_op_us, stages, models, standalone {..}, calibrated {..} | null, median_ratio}],
 ///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],
 ///   "training": {models, op_samples, model_samples, transfer_samples, skipped},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
@@ -53,6 +54,8 @@ pub struct FitJson {
     pub leave_one_model_out_summary: LeaveOneModelOut,
     /// The stage models.
     pub stages: Vec<StageJson>,
+    /// The in-plan calibrations, with how well stages timed inside plan runs are predicted.
+    pub in_plan: Vec<InPlanJson>,
     /// The transfer models.
     pub transfers: Vec<TransferJson>,
     /// What the fit learned from.
@@ -87,6 +90,25 @@ pub struct StageJson {
     pub reference: Option<String>,
 }
 
+/// One processor's in-plan calibration: a stage's time inside a running plan from its prediction
+/// alone, `fixed + factor × predicted + per_op × ops`, fitted on the stages of stored plan runs.
+#[derive(Serialize)]
+pub struct InPlanJson {
+    /// The processor.
+    pub processor: String,
+    /// The form the data chose (`sum`, the identity, before any plan has run).
+    pub form: StageForm,
+    /// Fixed cost per stage.
+    pub fixed_us: f64,
+    /// Factor on the stage's prediction alone.
+    pub factor: f64,
+    /// Cost per op.
+    pub per_op_us: f64,
+    /// How the plan stages of this processor are predicted, before and after calibration.
+    #[serde(flatten)]
+    pub accuracy: PlanStageAccuracy,
+}
+
 /// One transfer model.
 #[derive(Serialize)]
 pub struct TransferJson {
@@ -115,6 +137,8 @@ pub struct TrainingJson {
     pub model_samples: usize,
     /// Transfer timings.
     pub transfer_samples: usize,
+    /// Stages timed inside plan runs (whole-model baselines of those runs included).
+    pub plan_stage_samples: usize,
     /// Measurements left out because their time was not a positive finite number.
     pub skipped: usize,
 }
@@ -189,6 +213,14 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
                 reference: p.reference.clone(),
             })
             .collect(),
+        in_plan: report
+            .plan_stages
+            .iter()
+            .filter_map(|a| {
+                let m = &report.models.processor(&a.processor)?.in_plan;
+                Some(InPlanJson { processor: a.processor.clone(), form: m.form, fixed_us: m.fixed_us, factor: m.factor, per_op_us: m.per_op_us, accuracy: a.clone() })
+            })
+            .collect(),
         transfers: report
             .models
             .transfers
@@ -208,6 +240,7 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
             op_samples: set.ops.len(),
             model_samples: set.models.len(),
             transfer_samples: set.transfers.len(),
+            plan_stage_samples: set.plan_stages.len(),
             skipped,
         },
         rows_stored: rows.len(),
@@ -262,6 +295,7 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
                 Target::Stage => {}
             }
         }
+        plan_stages(store, device, m.id, &name, &ops, &mut set.plan_stages)?;
     }
     for t in store.transfers(device)? {
         if t.median_us.is_finite() && t.median_us > 0.0 && t.bytes >= 0 {
@@ -271,6 +305,57 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
         }
     }
     Ok((set, with_data, skipped))
+}
+
+/// The stages of every verified run of the model's plans on `device`, as the cost crate's samples;
+/// each run's whole-model baselines count as one-stage plans. Runs without per-stage timings
+/// (adaptive runs, the dynamics experiment) and stages naming ops the model lacks are passed over.
+fn plan_stages(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTreeMap<i64, OpFeatures>, out: &mut Vec<PlanStageSample>) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Details {
+        #[serde(default)]
+        stages: Vec<tandem_exec::StageReport>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Baseline {
+        processor: Option<String>,
+        name: String,
+        measured_ms: f64,
+    }
+    let features = |id: usize| ops.get(&(id as i64)).cloned();
+    let all: Option<Vec<OpFeatures>> = (0..ops.len()).map(features).collect();
+    for plan_row in store.plans(model_id, device)? {
+        let Ok(plan) = serde_json::from_str::<tandem_plan::Plan>(&plan_row.plan) else { continue };
+        for run in store.runs(plan_row.id)? {
+            let Ok(details) = serde_json::from_str::<Details>(&run.details) else { continue };
+            if !run.verified || details.stages.is_empty() {
+                continue;
+            }
+            for st in &details.stages {
+                let sample = match st.part {
+                    None => st.ops.iter().map(|&o| features(o)).collect::<Option<Vec<_>>>().map(|ops| (None, ops)),
+                    Some([split, start, end]) => plan.splits.get(split).and_then(|sp| {
+                        let extent = *sp.bounds.last()? as f64;
+                        let share = (end.saturating_sub(start)) as f64 / extent;
+                        let head = (features(*sp.ops.first()?)?, PartSpec { axis: sp.axis, start: 0.0, end: share });
+                        let tail = sp.ops[1..].iter().map(|&o| features(o).map(|f| f.part(sp.axis, 0.0, share))).collect::<Option<Vec<_>>>()?;
+                        (share > 0.0 && share <= 1.0).then_some((Some(head), tail))
+                    }),
+                };
+                if let Some((head, stage_ops)) = sample.filter(|_| st.measured_us.is_finite() && st.measured_us > 0.0) {
+                    out.push(PlanStageSample { model: name.to_string(), processor: st.processor.clone(), head, ops: stage_ops, measured_us: st.measured_us });
+                }
+            }
+            let (Ok(baselines), Some(all)) = (serde_json::from_str::<Vec<Baseline>>(&run.baselines), &all) else { continue };
+            for b in baselines {
+                let processor = b.processor.or_else(|| b.name.strip_prefix("single:").map(String::from));
+                if let Some(processor) = processor.filter(|_| b.measured_ms.is_finite() && b.measured_ms > 0.0) {
+                    out.push(PlanStageSample { model: name.to_string(), processor, head: None, ops: all.clone(), measured_us: b.measured_ms * 1e3 });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn op_sample(model: &str, ops: &BTreeMap<i64, OpFeatures>, r: MeasurementRow) -> Option<OpSample> {
@@ -369,6 +454,27 @@ fn print_tables(out: &FitJson) -> Result<()> {
     s.push_str("\nstage models (stage µs from the sum of its ops' in-context µs):\n");
     for st in &out.stages {
         s.push_str(&format!("  {}: {:.1} + {:.3} × sum + {:.2} × ops  ({:?}, {} models)\n", st.processor, st.fixed_us, st.factor, st.per_op_us, st.form, st.samples));
+    }
+    if out.in_plan.is_empty() {
+        s.push_str("in-plan calibration: no plan has run yet (`tandem run` stores per-stage timings the next fit learns from)\n");
+    } else {
+        s.push_str(&format!("in-plan calibration (stage µs inside a running plan from its prediction alone; {} stages timed in plan runs):\n", out.training.plan_stage_samples));
+        let mut table = Table::new(&["processor", "model", "stages", "models", "measured / predicted", "mape % before", "mape % after", "within ±10% after %"]);
+        for c in &out.in_plan {
+            let a = &c.accuracy;
+            table.row(vec![
+                c.processor.clone(),
+                format!("{:.1} + {:.3} × predicted + {:.2} × ops", c.fixed_us, c.factor, c.per_op_us),
+                a.stages.to_string(),
+                a.models.to_string(),
+                format!("{:.2}", a.median_ratio),
+                format!("{:.1}", a.standalone.mape),
+                a.calibrated.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
+                a.calibrated.map(|x| pct(x.within_10pct)).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        s.push_str(&table.render());
+        s.push_str("  (after: calibration fitted without the stage's model; '-' until plans of two models have run)\n");
     }
     if out.transfers.is_empty() {
         s.push_str("transfers: none measured (`tandem profile` measures them unless --no-transfers); hand-overs are predicted free\n");
