@@ -115,7 +115,7 @@ impl FitReport {
                 samples: p.in_plan.samples as i64,
                 mape: held_out.and_then(|a| a.calibrated).map(|a| a.mape),
                 within_10pct: held_out.and_then(|a| a.calibrated).map(|a| a.within_10pct),
-                fallback_of: (p.in_plan.samples == 0).then(|| "no plan runs".to_string()),
+                fallback_of: (p.in_plan.samples == 0).then(|| "unmeasured".to_string()),
             });
         }
         let t = &self.models.transfers;

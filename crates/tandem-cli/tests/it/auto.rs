@@ -7,7 +7,8 @@ fn auto_runs_the_whole_pipeline_from_an_empty_database_then_reuses_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("auto.db");
     let dbs = db.to_str().unwrap();
-    let args = ["auto", "transformer", "--budget-ms", "10", "--run-budget-ms", "300", "--db", dbs, "--json"];
+    // No calibration round: whether one runs depends on how far off the timing is.
+    let args = ["auto", "transformer", "--budget-ms", "10", "--run-budget-ms", "300", "--calibrate", "0", "--db", dbs, "--json"];
 
     let o = tandem(&args);
     assert!(o.status.success(), "auto failed: {}", stderr(&o));
@@ -39,6 +40,48 @@ fn auto_runs_the_whole_pipeline_from_an_empty_database_then_reuses_it() {
     assert_eq!(v["steps"]["fit"]["fitted"], false);
     assert_eq!(v["steps"]["fit"]["version"], 1);
     assert_eq!(count(&db, "select max(version) from cost_models"), 1);
+}
+
+#[test]
+fn the_next_fit_learns_from_the_plan_run_and_auto_keeps_the_best_measured_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cal.db");
+    let dbs = db.to_str().unwrap();
+    let o = tandem(&["auto", "inception", "--budget-ms", "10", "--run-budget-ms", "300", "--calibrate", "0", "--db", dbs, "--json"]);
+    assert!(o.status.success(), "auto failed: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"]["rounds"].as_array().unwrap().len(), 1, "{}", v["steps"]);
+
+    // Every stage the run timed, and each whole-model baseline, is a plan-stage sample of the next fit.
+    let stages = count(&db, "select count(*) from runs, json_each(runs.details, '$.stages')");
+    let baselines = count(&db, "select count(*) from runs, json_each(runs.baselines)");
+    assert!(stages > 0 && baselines > 0);
+    let o = tandem(&["fit", "--db", dbs, "--json"]);
+    assert!(o.status.success(), "fit failed: {}", stderr(&o));
+    let fit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(fit["training"]["plan_stage_samples"].as_i64(), Some(stages + baselines), "{}", fit["training"]);
+    let in_plan = fit["in_plan"].as_array().unwrap();
+    assert!(!in_plan.is_empty());
+    let total: i64 = in_plan.iter().map(|c| c["stages"].as_i64().unwrap()).sum();
+    assert_eq!(total, stages + baselines);
+    for c in in_plan {
+        assert!(c["factor"].as_f64().is_some_and(|f| f.is_finite() && f >= 0.0), "{c}");
+        assert!(c["standalone"]["mape"].as_f64().is_some_and(f64::is_finite), "{c}");
+        // One model's plans only: nothing to hold out, so no held-out figure is claimed.
+        assert!(c["calibrated"].is_null(), "{c}");
+    }
+    assert_eq!(count(&db, "select count(*) from cost_models where version = 2 and op_kind = 'in_plan'"), in_plan.len() as i64);
+
+    // With calibration rounds, every plan auto ran is listed and the one it reports measured fastest.
+    let o = tandem(&["auto", "inception", "--budget-ms", "10", "--run-budget-ms", "300", "--calibrate", "2", "--db", dbs, "--json"]);
+    assert!(o.status.success(), "auto --calibrate failed: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rounds = v["steps"]["rounds"].as_array().unwrap();
+    assert!((1..=3).contains(&rounds.len()), "{rounds:?}");
+    let fastest = rounds.iter().map(|r| r["measured_ms"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert_eq!(v["measured_ms"]["median"].as_f64(), Some(fastest), "{rounds:?}");
+    assert!(rounds.iter().any(|r| r["plan_id"] == v["plan_id"]), "{rounds:?}");
+    assert_eq!(v["steps"]["rounds"][0]["cost_model_version"], 2, "the first plan uses the calibrated fit");
 }
 
 #[test]
