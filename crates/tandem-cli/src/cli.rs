@@ -197,9 +197,10 @@ pub struct AutoArgs {
     /// Write the run's measured and predicted timelines as a Chrome trace (opens in Perfetto).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
-    /// Rounds of in-plan calibration: while the plan's measured time is more than 10% off its
-    /// prediction, refit with its per-stage timings, tune again and run the new plan (0: never).
-    /// The best measured plan is the result.
+    /// Rounds of re-planning from measurements: while the plan's measured time is more than 10% off
+    /// its prediction, refit with its per-stage timings (in-plan calibration), tune again and run the
+    /// new plan; then, if the fastest plan lost to a processor running the model alone, run that as
+    /// a plan too. The best measured plan is the result. 0: tune and run once.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub calibrate: usize,
 }

@@ -105,36 +105,56 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
 
     step(json, &format!("4/4 running plan {} against every processor alone", tuned.json.plan_id));
     let options = super::run::measure_options(args.run_budget_ms, None);
-    let mut done = super::run::execute(graph.clone(), tuned.json.plan_id, &store, &device, &options, args.trace.as_deref())?;
-    let mut tuned = tuned;
+    let done = super::run::execute(graph.clone(), tuned.json.plan_id, &store, &device, &options, args.trace.as_deref())?;
     let mut fit = fit;
     let mut rounds = vec![Round::of(&tuned, &done)];
+    let (mut last_plan, mut last_error) = (tuned.plan.clone(), done.json.report.prediction_error);
+    let mut kept = (tuned, done);
 
-    // Measure, don't assume: a plan's stages run slower inside the plan than alone (inputs written by
-    // the other core, weights evicted by the other stages), which no profile sees. Its run stored
-    // those per-stage timings; a refit learns the in-plan calibration from them and the search may
-    // then prefer fewer, larger stages. The best measured plan is kept.
+    // Measure, don't assume: a plan's stages run slower inside the plan than alone (the other core
+    // runs its part at the same time), which no profile sees. Its run stored those per-stage
+    // timings; a refit learns the in-plan calibration from them and the search may then prefer
+    // other cuts. The best measured plan is kept.
     for round in 1..=args.calibrate {
-        let Some(error) = done.json.report.prediction_error.filter(|e| e.abs() > 0.10) else { break };
-        if tuned.plan.stages.len() < 2 {
+        let Some(error) = last_error.filter(|e| e.abs() > 0.10) else { break };
+        if last_plan.stages.len() < 2 {
             break;
         }
-        step(json, &format!("calibration {round}/{}: plan {} ran {:+.0}% off its prediction; refitting with its per-stage timings", args.calibrate, tuned.json.plan_id, -100.0 * error / (1.0 + error)));
+        let label = format!("calibration {round}/{}", args.calibrate);
+        step(json, &format!("{label}: the plan ran {:+.0}% off its prediction; refitting with its per-stage timings", -100.0 * error / (1.0 + error)));
         let f = super::fit::fit(&store, &device.id, db)?;
         fit = FitStep { version: f.version, fitted: true, within_10pct: Some(f.overall.within_10pct) };
         let next = super::tune::tune(&graph, &store, None, args.objective.into())?;
-        if same_partition(&next.plan, &tuned.plan) {
-            step(json, &format!("calibration {round}/{}: the calibrated search keeps the same partition (plan {})", args.calibrate, next.json.plan_id));
+        if same_partition(&next.plan, &last_plan) {
+            step(json, &format!("{label}: the calibrated search keeps the same partition (plan {})", next.json.plan_id));
             break;
         }
-        step(json, &format!("calibration {round}/{}: running plan {} against every processor alone", args.calibrate, next.json.plan_id));
+        step(json, &format!("{label}: running plan {} against every processor alone", next.json.plan_id));
         let ran = super::run::execute(graph.clone(), next.json.plan_id, &store, &device, &options, args.trace.as_deref())?;
-        rounds.push(Round::of(&next, &ran));
-        let median = |d: &Executed| d.json.measured_ms.as_ref().map(|m| m.median).unwrap_or(f64::INFINITY);
-        if ran.json.report.verified && median(&ran) < median(&done) {
-            (tuned, done) = (next, ran);
+        (last_plan, last_error) = (next.plan.clone(), ran.json.report.prediction_error);
+        keep_faster(&mut rounds, &mut kept, next, ran);
+    }
+
+    // The result is never a plan that lost to a processor running the model alone, as measured: the
+    // whole model on that processor becomes the plan (one stage), run like the others.
+    let report = &kept.1.json.report;
+    if let (Some(speedup), Some(best)) = (report.speedup_vs_best_baseline, report.best_baseline.clone()) {
+        let processor = best.trim_start_matches("single:").to_string();
+        let plan = &kept.0.plan;
+        let already_alone = plan.stages.len() == 1 && plan.stages[0].processor == processor;
+        if args.calibrate > 0 && speedup < 1.0 && !already_alone {
+            step(json, &format!("plan {} measured {:.0}% slower than {best}: running the whole model on {processor} as a plan", kept.0.json.plan_id, 100.0 * (1.0 / speedup - 1.0)));
+            // A processor that was never profiled (`--processors`) has no costs to plan with.
+            match super::tune::tune_single(&graph, &store, None, &processor, args.objective.into()) {
+                Ok(alone) => {
+                    let ran = super::run::execute(graph.clone(), alone.json.plan_id, &store, &device, &options, args.trace.as_deref())?;
+                    keep_faster(&mut rounds, &mut kept, alone, ran);
+                }
+                Err(e) => step(json, &format!("cannot plan {processor} alone: {e:#}")),
+            }
         }
     }
+    let (tuned, done) = kept;
 
     let steps = Steps {
         profile,
@@ -177,6 +197,15 @@ pub fn prepare(graph: Arc<Graph>, model: &ModelArgs, processors: &[String], budg
         }
     };
     Ok((ProfileStep { measurements: profiled.measurements, reused: profiled.skipped, elapsed_s: profiled.elapsed_s }, fit))
+}
+
+/// Records a plan run, and keeps it when it verified and measured faster than the one kept.
+fn keep_faster(rounds: &mut Vec<Round>, kept: &mut (Tuned, Executed), tuned: Tuned, ran: Executed) {
+    rounds.push(Round::of(&tuned, &ran));
+    let median = |d: &Executed| d.json.measured_ms.as_ref().map(|m| m.median).unwrap_or(f64::INFINITY);
+    if ran.json.report.verified && median(&ran) < median(&kept.1) {
+        *kept = (tuned, ran);
+    }
 }
 
 /// Whether two plans cut the model the same way: the same stages on the same processors and the same
@@ -228,7 +257,7 @@ fn print_summary(device: &Device, tuned: &Tuned, done: &Executed, steps: &Steps)
     ));
 
     if steps.rounds.len() > 1 {
-        out.push_str("calibration (each plan tuned with the per-stage timings of the runs before it):\n");
+        out.push_str("plans run (each tuned with the per-stage timings of the runs before it; the kept one measured fastest):\n");
         let mut t = Table::new(&["plan", "cost models", "stages", "measured ms", "predicted ms", "prediction error"]);
         for r in &steps.rounds {
             let ms = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());

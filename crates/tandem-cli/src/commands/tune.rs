@@ -12,7 +12,7 @@ use serde::Serialize;
 use tandem_cost::{ContentionFactors, ContentionSample, CostModels, ModelRecord};
 use tandem_graph::Graph;
 use tandem_plan::build::{self, BuildOptions};
-use tandem_plan::{Objective, Plan, ProcessorSpec, RobustResult, Scenario, SearchOptions, SearchResult};
+use tandem_plan::{Choice, Evaluator, Objective, Plan, ProcessorSpec, RobustResult, Scenario, SearchOptions, SearchResult, Solution};
 use tandem_store::{ModelRow, PlanRow, Store};
 
 use crate::cli::{TuneArgs, TuneObjective};
@@ -180,6 +180,26 @@ pub fn tune(graph: &Graph, store: &Store, device: Option<&str>, objective: Objec
     let device = resolve_device(store, device)?;
     let Planning { problem, model_ref, model_id, cost_model_version } = planning(graph, store, &device)?;
     let search = tandem_plan::search(&problem, &SearchOptions { objective, ..Default::default() })?;
+    let plan = search.plan(&problem, objective, model_ref, &device, Some(cost_model_version))?;
+    let plan_id = store_plan(store, &plan, model_id, objective.as_str())?;
+    let json = describe(graph, &plan, &search, plan_id, model_id);
+    Ok(Tuned { plan, search, json })
+}
+
+/// The plan that runs the whole model on `processor` alone, stored like a tuned plan (with the
+/// newest cost models, so `tandem run` takes it): what `auto` falls back to when every plan it
+/// searched measured slower than that processor alone.
+pub fn tune_single(graph: &Graph, store: &Store, device: Option<&str>, processor: &str, objective: Objective) -> Result<Tuned> {
+    let device = resolve_device(store, device)?;
+    let Planning { problem, model_ref, model_id, cost_model_version } = planning(graph, store, &device)?;
+    let Some(p) = problem.processor_index(processor).filter(|&p| problem.runs_everything(p)) else {
+        bail!("{processor} cannot run the whole of {} on device {device}", graph.name);
+    };
+    // The search gives the baselines and configurations the plan's description compares with.
+    let mut search = tandem_plan::search(&problem, &SearchOptions { objective, ..Default::default() })?;
+    let choices = vec![Choice::On(p); problem.ops.len()];
+    let score = Evaluator::new(&problem, objective).score(&choices);
+    search.best = Solution { choices, score };
     let plan = search.plan(&problem, objective, model_ref, &device, Some(cost_model_version))?;
     let plan_id = store_plan(store, &plan, model_id, objective.as_str())?;
     let json = describe(graph, &plan, &search, plan_id, model_id);
