@@ -290,6 +290,22 @@ fn print_summary(device: &Device, tuned: &Tuned, done: &Executed, steps: &Steps)
         r.prediction_error.map(|e| format!("{:+.1}%", 100.0 * e)).unwrap_or_else(|| "-".into()),
         r.speedup_vs_best_baseline.map(|s| format!("{s:.2}x")).unwrap_or_else(|| "-".into()),
     ));
+    // A one-stage plan does the same work as its processor's baseline: any gap between the two is
+    // between two ways of running and timing it (the executor's lane, the baseline's worker), not a
+    // gain from partitioning, and is said so rather than left to read as a speedup.
+    if let ([only], Some(m)) = (plan.stages.as_slice(), &j.measured_ms) {
+        let name = format!("single:{}", only.processor);
+        if let Some(b) = r.baselines.iter().find(|b| b.name == name) {
+            out.push_str(&format!(
+                "plan {} is the whole model on {} alone: {:.2} ms against {:.2} ms for {name}, the same work run as a baseline in the same run ({:+.0}%); partitioning gains nothing here\n",
+                j.plan_id,
+                only.processor,
+                m.median,
+                b.measured_ms,
+                100.0 * (m.median / b.measured_ms - 1.0)
+            ));
+        }
+    }
     // Measuring is the point: when the plan loses to a processor running the model alone, say which
     // one to use instead rather than leave a ratio below 1 to be noticed.
     if let (Some(speedup), Some(best)) = (r.speedup_vs_best_baseline, r.best_baseline.as_ref()) {
