@@ -156,8 +156,9 @@ pub fn current_affinity() -> Vec<usize> {
     imp::current_affinity()
 }
 
-/// Pins the calling thread to `cores` (also used by the background load's threads).
-pub(crate) fn pin_current_thread(cores: &[usize]) -> std::io::Result<()> {
+/// Pins the calling thread to `cores` (also used by the background load's threads and by the threads of
+/// a multi-core processor's pool, one core each).
+pub fn pin_current_thread(cores: &[usize]) -> std::io::Result<()> {
     imp::pin_current_thread(cores)
 }
 

@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use tandem_device::{Processor, ProcessorKind};
 use tandem_graph::{Graph, GraphError, TValue, TVec, Tensor, TypedModel, ValueId};
 use tandem_plan::{Plan, PlanError, Span, Timeline};
-use tract_linalg::multithread::Executor as Pool;
 use tract_onnx::prelude::{IntoTValue, TractResult, TypedFact, TypedOp};
 use tract_onnx::tract_core::plan::{SimplePlan, SimpleState};
 use tract_onnx::tract_core::runtime::RunOptions;
@@ -214,8 +213,9 @@ impl Executor {
             }
             let threads = p.threads;
             // Made on the lane, so the pool's threads inherit its cores.
-            let pool = lanes.run(lane, move || (threads > 1).then(|| Pool::multithread(threads)));
-            pools.push(pool.map_err(|reason| ExecError::Compile { stage: first, processor: p.id.clone(), reason })?);
+            let pool = lanes.run(lane, move || tandem_profile::measure::pool(threads).map_err(|e| chain(&e)));
+            let fail = |reason| ExecError::Compile { stage: first, processor: p.id.clone(), reason };
+            pools.push(pool.map_err(fail)?.map_err(fail)?);
         }
         let mut stages = vec![];
         for (i, (stage, model)) in plan.stages.iter().zip(built.models).enumerate() {

@@ -19,10 +19,39 @@ use crate::stats::StopRule;
 /// A model compiled for one processor.
 pub type Plan = Arc<SimplePlan<TypedFact, Box<dyn TypedOp>>>;
 
-/// Compiles `model` to run with `threads` threads (tract's multithreaded executor when more than one).
+/// Compiles `model` to run with `threads` threads (tract's multithreaded executor over [`pool`] when
+/// more than one). Called inside a processor's worker, the pool's threads are pinned to its cores.
 pub fn compile(model: &TypedModel, threads: usize) -> TractResult<Plan> {
-    let options = RunOptions { executor: (threads > 1).then(|| Executor::multithread(threads)), ..Default::default() };
+    let options = RunOptions { executor: pool(threads)?, ..Default::default() };
     Ok(Arc::new(SimplePlan::build(model.clone(), &options)?))
+}
+
+/// The executor for `threads` threads: `None` (tract's single-threaded default) for one, else a rayon
+/// pool whose thread `i` is pinned to the `i`-th core the calling thread may run on (in a processor's
+/// worker: the processor's cores, round-robin when there are more threads than cores).
+///
+/// Why pinned one to a core: pool threads free to move over the processor's cores are placed by the OS
+/// scheduler, which, right after another thread kept one of those cores busy, may stack two of them on
+/// the other core. That made the multi-threaded baseline of `tandem run` (run right after the
+/// single-core ones) time 15-25% slower than the same model inside a plan.
+pub fn pool(threads: usize) -> TractResult<Option<Executor>> {
+    if threads <= 1 {
+        return Ok(None);
+    }
+    let cores = tandem_device::current_affinity();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("tandem-pool-{i}"))
+        .start_handler(move |i| {
+            if let Some(&core) = cores.get(i % cores.len().max(1)) {
+                if let Err(e) = tandem_device::pin_current_thread(&[core]) {
+                    tracing::warn!(core, error = %e, "a pool thread could not be pinned; it runs on any of the processor's cores");
+                }
+            }
+        })
+        .build()
+        .map_err(|e| tract_onnx::tract_core::internal::format_err!("cannot start a {threads}-thread pool: {e}"))?;
+    Ok(Some(Executor::MultiThread(Arc::new(pool))))
 }
 
 /// When a timed run counts as over.

@@ -1,0 +1,52 @@
+//! Does `tandem run` time its baselines fairly? A one-stage plan does the same work as its processor's
+//! `single:` baseline, so the two must measure alike, whatever else is interleaved with them.
+//!
+//! `cargo run --release -p tandem-exec --example bench_baseline -- MODEL.onnx NAME=DIMS`
+//! (default: the zoo's mobilenet)
+//!
+//! For every processor: the whole model as one stage on it, measured (1) against its own baseline
+//! alone and (2) against every processor's baseline, interleaved as `tandem run` does. Printed: the
+//! medians and p90s, and the plan / baseline ratio, which should be a few percent above 1 (the
+//! executor's dispatch) in both columns. It was 0.80-0.88 on `cpu:0-1` in (2) while tract's pool
+//! threads were left to the scheduler (see `tandem_profile::measure::pool`).
+
+use std::sync::Arc;
+
+use tandem_device::Device;
+use tandem_exec::{sketch, ExecOptions, Executor, MeasureOptions, RunReport};
+use tandem_graph::{Graph, InputShape};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let g = match args.first() {
+        Some(path) => {
+            let shapes: Vec<InputShape> = args[1..].iter().map(|s| s.parse().expect("NAME=DIMS")).collect();
+            Graph::load(std::path::Path::new(path), &shapes).expect("the model loads")
+        }
+        None => Graph::load_bytes("mobilenet", &tandem_graph::zoo::build("mobilenet", 0).unwrap(), &[]).unwrap(),
+    };
+    let g = Arc::new(g);
+    let device = Device::discover().expect("device");
+    let cpus: Vec<_> = device.processors.iter().filter(|p| p.kind == tandem_device::ProcessorKind::Cpu).cloned().collect();
+    println!("{} on device {}: one-stage plan against single:<processor>, medians (p90) in ms\n", g.name, device.id);
+    println!("{:<10} {:>18} {:>18} {:>7} | {:>18} {:>18} {:>7}", "processor", "plan, own only", "baseline", "ratio", "plan, all", "baseline", "ratio");
+    for p in &cpus {
+        let plan = sketch::single(&g, &device.id, &p.id);
+        let exec = Executor::with_options(g.clone(), &plan, &device.processors, ExecOptions::default()).expect("executor");
+        let run = |baselines: &[tandem_device::Processor]| -> RunReport {
+            let mut o = MeasureOptions::default();
+            o.rule.budget_s = 3.0;
+            o.rule.min_samples = 20;
+            let r = tandem_exec::measure(&exec, baselines, &o).expect("measure");
+            assert!(r.verified, "not verified");
+            r
+        };
+        let cell = |r: &RunReport| {
+            let m = r.measured.as_ref().unwrap();
+            let b = r.baselines.iter().find(|b| b.processor == p.id).expect("own baseline");
+            (format!("{:.2} ({:.2})", m.median_us / 1e3, m.p90_us / 1e3), format!("{:.2} ({:.2})", b.measured_ms, b.p90_ms), m.median_us / 1e3 / b.measured_ms)
+        };
+        let (a, b) = (cell(&run(std::slice::from_ref(p))), cell(&run(&cpus)));
+        println!("{:<10} {:>18} {:>18} {:>7.3} | {:>18} {:>18} {:>7.3}", p.id, a.0, a.1, a.2, b.0, b.1, b.2);
+    }
+}
