@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Everything in one go: profile a model, fit cost models, tune a plan and run it against every
     /// processor alone, reusing what the database already holds; print a summary.
-    #[command(after_help = "Examples:\n  tandem auto                      # the built-in default model (resnet)\n  tandem auto model.onnx --input-shape 0=1,3,224,224\n  tandem auto mobilenet --json     # the `run` object of the tuned plan, plus model, plan and steps")]
+    #[command(after_help = "Examples:\n  tandem auto                      # the built-in default model (resnet)\n  tandem auto model.onnx --input-shape 0=1,3,224,224\n  tandem auto mobilenet --json     # the `run` object of the tuned plan, plus model, plan and steps (steps.rounds: every plan run)\n  tandem auto model.onnx --calibrate 0   # tune and run once: no refit from the run, no fallback to one processor")]
     Auto(AutoArgs),
     /// Show a model's operators as tandem sees them: kinds, shapes, cost, split axes.
     #[command(after_help = "Examples:\n  tandem inspect model.onnx\n  tandem inspect resnet            # a built-in zoo model\n  tandem inspect model.onnx --input-shape input=1,3,224,224 --json")]

@@ -94,8 +94,6 @@ pub struct StageJson {
 /// alone, `fixed + factor × predicted + per_op × ops`, fitted on the stages of stored plan runs.
 #[derive(Serialize)]
 pub struct InPlanJson {
-    /// The processor.
-    pub processor: String,
     /// The form the data chose (`sum`, the identity, before any plan has run).
     pub form: StageForm,
     /// Fixed cost per stage.
@@ -104,7 +102,7 @@ pub struct InPlanJson {
     pub factor: f64,
     /// Cost per op.
     pub per_op_us: f64,
-    /// How the plan stages of this processor are predicted, before and after calibration.
+    /// The processor, and how its plan stages are predicted before and after calibration.
     #[serde(flatten)]
     pub accuracy: PlanStageAccuracy,
 }
@@ -218,7 +216,7 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
             .iter()
             .filter_map(|a| {
                 let m = &report.models.processor(&a.processor)?.in_plan;
-                Some(InPlanJson { processor: a.processor.clone(), form: m.form, fixed_us: m.fixed_us, factor: m.factor, per_op_us: m.per_op_us, accuracy: a.clone() })
+                Some(InPlanJson { form: m.form, fixed_us: m.fixed_us, factor: m.factor, per_op_us: m.per_op_us, accuracy: a.clone() })
             })
             .collect(),
         transfers: report
@@ -463,7 +461,7 @@ fn print_tables(out: &FitJson) -> Result<()> {
         for c in &out.in_plan {
             let a = &c.accuracy;
             table.row(vec![
-                c.processor.clone(),
+                c.accuracy.processor.clone(),
                 format!("{:.1} + {:.3} × predicted + {:.2} × ops", c.fixed_us, c.factor, c.per_op_us),
                 a.stages.to_string(),
                 a.models.to_string(),

@@ -65,6 +65,7 @@ fn the_next_fit_learns_from_the_plan_run_and_auto_keeps_the_best_measured_plan()
     let total: i64 = in_plan.iter().map(|c| c["stages"].as_i64().unwrap()).sum();
     assert_eq!(total, stages + baselines);
     for c in in_plan {
+        assert!(c["processor"].as_str().is_some_and(|p| p.starts_with("cpu:")), "{c}");
         assert!(c["factor"].as_f64().is_some_and(|f| f.is_finite() && f >= 0.0), "{c}");
         assert!(c["standalone"]["mape"].as_f64().is_some_and(f64::is_finite), "{c}");
         // One model's plans only: nothing to hold out, so no held-out figure is claimed.
