@@ -16,7 +16,8 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::fit::{FitOptions, Prepared};
-use crate::models::{predict_standalone, CostModels, ProcessorModels};
+use crate::models::{predict_standalone, CostModels, ProcessorModels, MIN_OWN_STAGES};
+use crate::stage::{StageModel, StagePoint};
 use crate::sample::{Context, TrainingSet};
 use crate::transfer::TransferModels;
 use crate::CostError;
@@ -182,6 +183,27 @@ pub struct PlanStageAccuracy {
     pub calibrated: Option<Accuracy>,
     /// Median of measured / standalone prediction (how much slower stages run inside plans).
     pub median_ratio: f64,
+    /// Predictions with a calibration fitted on the same model's other stages (2-fold over its
+    /// stages, odd against even), as re-planning a model that has run uses: `None` where no model has
+    /// enough stages (twice [`crate::MIN_OWN_STAGES`]).
+    #[serde(default)]
+    pub own: Option<Accuracy>,
+    /// The same, per model.
+    #[serde(default)]
+    pub own_models: Vec<OwnCalibration>,
+}
+
+/// How well a model's own in-plan calibration predicts its stages on one processor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnCalibration {
+    /// The model.
+    pub model: String,
+    /// Its stages timed on the processor.
+    pub stages: usize,
+    /// Median of measured / standalone prediction over them.
+    pub median_ratio: f64,
+    /// 2-fold held out over its stages.
+    pub accuracy: Accuracy,
 }
 
 /// Accuracy of the predictions of stages timed inside plan runs, per processor (see
@@ -220,21 +242,83 @@ fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAc
                 (fitted[i].in_plan.predict(predict_standalone(fitted, i, &set[k]), set[k].op_count()), measured)
             }))
         });
-        let mut ratios: Vec<f64> = standalone.iter().map(|(pred, measured)| measured / pred).filter(|r| r.is_finite()).collect();
-        ratios.sort_by(f64::total_cmp);
+        let ratios: Vec<f64> = standalone.iter().map(|(pred, measured)| measured / pred).collect();
         let mut models: Vec<usize> = mine.iter().map(|&k| p.plan_stage_model[k]).collect();
         models.sort();
         models.dedup();
+        let own_models: Vec<OwnCalibration> = models.iter().filter_map(|&m| own_calibration(p, all, i, m)).collect();
+        let own = (!own_models.is_empty()).then(|| {
+            let n: usize = own_models.iter().map(|o| o.accuracy.n).sum();
+            let weighted = |f: &dyn Fn(&Accuracy) -> f64| own_models.iter().map(|o| f(&o.accuracy) * o.accuracy.n as f64).sum::<f64>() / n as f64;
+            Accuracy { n, mape: weighted(&|a| a.mape), within_10pct: weighted(&|a| a.within_10pct) }
+        });
         out.push(PlanStageAccuracy {
             processor: pm.processor.clone(),
             stages: mine.len(),
             models: models.len(),
             standalone: Accuracy::of(standalone.iter().copied()),
             calibrated,
-            median_ratio: ratios.get(ratios.len() / 2).copied().unwrap_or(1.0),
+            median_ratio: median(ratios),
+            own,
+            own_models,
         });
     }
     out
+}
+
+/// Model `m`'s own calibration on processor `index`, held out 2-fold over its stages (each half
+/// predicted by a calibration fitted on the other); `None` with fewer than twice
+/// [`MIN_OWN_STAGES`] stages. The same stage timed in several runs stays in one half, so no stage is
+/// predicted from its own timing.
+fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize) -> Option<OwnCalibration> {
+    let points = p.plan_points(all, index, &|mm| mm == m);
+    if points.len() < 2 * MIN_OWN_STAGES {
+        return None;
+    }
+    // A stage's identity: its ops' work and its part, as they are (identical across runs of a plan).
+    // Distinct stages are dealt to the two halves alternately, in the order they first appear.
+    let identity = |k: usize| -> Vec<u64> {
+        let s = &p.set.plan_stages[k];
+        let mut id: Vec<u64> = s.ops.iter().chain(s.head.as_ref().map(|(op, _)| op)).flat_map(|op| [op.macs.to_bits(), op.bytes_in.to_bits(), op.bytes_out.to_bits()]).collect();
+        id.extend(s.head.as_ref().map(|(_, part)| part.end.to_bits()));
+        id
+    };
+    let mut seen: Vec<Vec<u64>> = vec![];
+    let mut fold_of = std::collections::HashMap::new();
+    for &(_, k, _) in &points {
+        let id = identity(k);
+        let rank = match seen.iter().position(|x| *x == id) {
+            Some(r) => r,
+            None => {
+                seen.push(id);
+                seen.len() - 1
+            }
+        };
+        fold_of.insert(k, rank % 2);
+    }
+    let fold = |k: usize| fold_of[&k];
+    let half = |parity: usize| -> Vec<StagePoint> { points.iter().filter(|(_, k, _)| fold(*k) == parity).map(|(_, _, q)| *q).collect() };
+    if half(0).len() < MIN_OWN_STAGES || half(1).len() < MIN_OWN_STAGES {
+        return None;
+    }
+    let mut pairs = vec![];
+    for parity in 0..2 {
+        let model = StageModel::fit(&half(1 - parity));
+        pairs.extend(half(parity).iter().map(|q| (model.predict(q.ops_sum_us, q.ops as usize), q.measured_us)));
+    }
+    Some(OwnCalibration {
+        model: p.models[m].clone(),
+        stages: points.len(),
+        median_ratio: median(points.iter().map(|(_, _, q)| q.measured_us / q.ops_sum_us).collect()),
+        accuracy: Accuracy::of(pairs.into_iter()),
+    })
+}
+
+/// The median of the finite values (1 when there are none).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(1.0)
 }
 
 fn target_of(s: &crate::sample::OpSample) -> &'static str {
@@ -480,6 +564,8 @@ impl FitReport {
             && self.slices.iter().all(|s| acc(&s.accuracy))
             && self.leave_one_model_out.iter().all(|l| l.predicted_ms.is_finite() && l.measured_ms.is_finite() && l.error.is_finite())
             && acc(&self.leave_one_model_out_summary.ops)
-            && self.plan_stages.iter().all(|a| acc(&a.standalone) && a.calibrated.as_ref().is_none_or(acc) && a.median_ratio.is_finite())
+            && self.plan_stages.iter().all(|a| {
+                acc(&a.standalone) && a.calibrated.as_ref().is_none_or(acc) && a.own.as_ref().is_none_or(acc) && a.median_ratio.is_finite() && a.own_models.iter().all(|o| acc(&o.accuracy) && o.median_ratio.is_finite())
+            })
     }
 }

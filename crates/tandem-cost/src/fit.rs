@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::models::{predict_standalone, reference_of, CostModels, ProcessorModels};
+use crate::models::{predict_standalone, reference_of, CostModels, ProcessorModels, MIN_OWN_STAGES};
 use crate::opmodel::{fit_context, OpFitOptions, Row};
 use crate::sample::{Context, TrainingSet};
 use crate::stage::{StageModel, StagePoint};
@@ -133,7 +133,7 @@ impl<'a> Prepared<'a> {
                 _ => (fitted_context(in_model), fitted_context(isolated)),
             };
             let reference = if has_reference { reference[i].clone() } else { None };
-            fitted.push(ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points), in_plan: StageModel::default(), reference });
+            fitted.push(ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points), in_plan: StageModel::default(), in_plan_of_model: BTreeMap::new(), reference });
         }
         fitted.sort_by(|a, b| a.processor.cmp(&b.processor));
         self.fit_in_plan(&mut fitted, keep_model);
@@ -143,19 +143,36 @@ impl<'a> Prepared<'a> {
     /// Fits every processor's in-plan calibration on the plan stages of the models `keep_model`
     /// accepts, against what `fitted` predicts for each stage alone (see [`crate::PlanStageSample`]).
     /// The form is chosen as the stage model's is; a processor without plan stages keeps the identity.
+    /// Each model with at least [`MIN_OWN_STAGES`] stages on a processor also gets a calibration of
+    /// its own there (`in_plan_of_model`).
     pub(crate) fn fit_in_plan(&self, fitted: &mut [ProcessorModels], keep_model: &dyn Fn(usize) -> bool) {
         for i in 0..fitted.len() {
-            let points: Vec<StagePoint> = self
-                .set
-                .plan_stages
-                .iter()
-                .zip(&self.plan_stage_model)
-                .filter(|(s, m)| s.processor == fitted[i].processor && keep_model(**m))
-                .map(|(s, _)| StagePoint { ops_sum_us: predict_standalone(fitted, i, s), ops: s.op_count() as f64, measured_us: s.measured_us })
-                .filter(|p| p.ops_sum_us.is_finite() && p.ops_sum_us > 0.0)
-                .collect();
-            fitted[i].in_plan = if points.is_empty() { StageModel::default() } else { StageModel::fit(&points) };
+            let points = self.plan_points(fitted, i, keep_model);
+            let all: Vec<StagePoint> = points.iter().map(|(_, _, p)| *p).collect();
+            fitted[i].in_plan = if all.is_empty() { StageModel::default() } else { StageModel::fit(&all) };
+            let mut own = BTreeMap::new();
+            for (m, name) in self.models.iter().enumerate() {
+                let mine: Vec<StagePoint> = points.iter().filter(|(pm, _, _)| *pm == m).map(|(_, _, p)| *p).collect();
+                if mine.len() >= MIN_OWN_STAGES {
+                    own.insert(name.clone(), StageModel::fit(&mine));
+                }
+            }
+            fitted[i].in_plan_of_model = own;
         }
+    }
+
+    /// The plan stages on processor `index` of the models `keep_model` accepts, as (model index,
+    /// index into `set.plan_stages`, stand-alone prediction beside the measured time).
+    pub(crate) fn plan_points(&self, fitted: &[ProcessorModels], index: usize, keep_model: &dyn Fn(usize) -> bool) -> Vec<(usize, usize, StagePoint)> {
+        self.set
+            .plan_stages
+            .iter()
+            .zip(&self.plan_stage_model)
+            .enumerate()
+            .filter(|(_, (s, m))| s.processor == fitted[index].processor && keep_model(**m))
+            .map(|(k, (s, &m))| (m, k, StagePoint { ops_sum_us: predict_standalone(fitted, index, s), ops: s.op_count() as f64, measured_us: s.measured_us }))
+            .filter(|(_, _, p)| p.ops_sum_us.is_finite() && p.ops_sum_us > 0.0)
+            .collect()
     }
 }
 

@@ -74,11 +74,11 @@ pub mod term;
 pub mod transfer;
 
 pub use contention::{ContentionFactors, ContentionSample};
-pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, PlanStageAccuracy, SliceAccuracy};
+pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, OwnCalibration, PlanStageAccuracy, SliceAccuracy};
 pub use fit::{fit, FitOptions};
-pub use models::{reference_of, CostModels, ProcessorModels};
+pub use models::{reference_of, CostModels, ProcessorModels, MIN_OWN_STAGES};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
-pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, STAGE, TRANSFER};
+pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, IN_PLAN_OF_MODEL, STAGE, TRANSFER};
 pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanStageSample, TrainingSet, TransferSample};
 pub use stage::{StageForm, StageModel, StagePoint};
 pub use term::{Family, Term};

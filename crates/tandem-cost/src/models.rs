@@ -1,5 +1,7 @@
 //! [`CostModels`]: every fitted model of one device, and the prediction interface the planner uses.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::opmodel::ContextModels;
@@ -25,6 +27,12 @@ pub struct ProcessorModels {
     /// model run alone sees; the identity (`StageForm::Sum`) until a plan has run.
     #[serde(default)]
     pub in_plan: StageModel,
+    /// The in-plan calibration fitted on one model's own plan runs alone (models with at least
+    /// [`MIN_OWN_STAGES`] stages timed on this processor), by model name: how much slower *that*
+    /// model's stages run inside its plans. Re-planning a model that has run uses its own
+    /// ([`CostModels::for_model`]); the pooled one is for models whose plans never ran.
+    #[serde(default)]
+    pub in_plan_of_model: BTreeMap<String, StageModel>,
     /// The processor whose predictions this one's models may build on ([`crate::Term::Reference`]):
     /// for a processor owning several cores, the one owning its first core alone (a multi-threaded
     /// run costs the single-threaded time split across threads, plus their synchronisation).
@@ -46,6 +54,9 @@ pub(crate) fn predict_in(processors: &[ProcessorModels], index: usize, op: &OpFe
         None => 0.0,
     })
 }
+
+/// Fewest stages of one model timed on a processor before it gets an in-plan calibration of its own.
+pub const MIN_OWN_STAGES: usize = 8;
 
 /// The reference of processor `id` among `ids` (see [`ProcessorModels::reference`]): for an id naming
 /// several cores (`cpu:0-1`, `cpu:4-7`, `cpu:0,2`), the processor of the same kind named by its first
@@ -105,6 +116,19 @@ impl CostModels {
     #[inline]
     pub fn processor(&self, id: &str) -> Option<&ProcessorModels> {
         self.processors.iter().find(|p| p.processor == id)
+    }
+
+    /// These models as a planner of `model` uses them: on every processor where the model's own plan
+    /// runs gave it an in-plan calibration ([`ProcessorModels::in_plan_of_model`]), that one stands
+    /// in for the pooled one.
+    pub fn for_model(&self, model: &str) -> CostModels {
+        let mut out = self.clone();
+        for p in &mut out.processors {
+            if let Some(own) = p.in_plan_of_model.get(model) {
+                p.in_plan = own.clone();
+            }
+        }
+        out
     }
 
     /// The processors the models know.
@@ -190,7 +214,9 @@ impl CostModels {
 
     /// Whether every stored number is finite (nothing NaN or infinite may reach the database).
     pub fn is_valid(&self) -> bool {
-        self.processors.iter().all(|p| p.in_model.is_valid() && p.isolated.is_valid() && p.stage.is_valid() && p.in_plan.is_valid())
+        self.processors
+            .iter()
+            .all(|p| p.in_model.is_valid() && p.isolated.is_valid() && p.stage.is_valid() && p.in_plan.is_valid() && p.in_plan_of_model.values().all(StageModel::is_valid))
             && self.transfers.is_valid()
     }
 

@@ -25,6 +25,8 @@ use crate::CostError;
 pub const STAGE: &str = "stage";
 /// `op_kind` of in-plan calibration rows.
 pub const IN_PLAN: &str = "in_plan";
+/// `op_kind` prefix of the rows of a model's own in-plan calibration: `in_plan:<model>`.
+pub const IN_PLAN_OF_MODEL: &str = "in_plan:";
 /// `op_kind` of transfer rows.
 pub const TRANSFER: &str = "transfer";
 /// `processor` of the pooled transfer row.
@@ -117,6 +119,18 @@ impl FitReport {
                 within_10pct: held_out.and_then(|a| a.calibrated).map(|a| a.within_10pct),
                 fallback_of: (p.in_plan.samples == 0).then(|| "unmeasured".to_string()),
             });
+            for (model, own) in &p.in_plan_of_model {
+                let held_out = held_out.and_then(|a| a.own_models.iter().find(|o| &o.model == model));
+                out.push(ModelRecord {
+                    processor: p.processor.clone(),
+                    op_kind: format!("{IN_PLAN_OF_MODEL}{model}"),
+                    params: to_value(own),
+                    samples: own.samples as i64,
+                    mape: held_out.map(|o| o.accuracy.mape),
+                    within_10pct: held_out.map(|o| o.accuracy.within_10pct),
+                    fallback_of: None,
+                });
+            }
         }
         let t = &self.models.transfers;
         for pair in &t.pairs {
@@ -191,6 +205,7 @@ impl CostModels {
                 isolated: ContextModels::default(),
                 stage: StageModel::default(),
                 in_plan: StageModel::default(),
+                in_plan_of_model: BTreeMap::new(),
                 reference: None,
             });
             if r.op_kind == STAGE {
@@ -199,6 +214,10 @@ impl CostModels {
             }
             if r.op_kind == IN_PLAN {
                 p.in_plan = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
+                continue;
+            }
+            if let Some(model) = r.op_kind.strip_prefix(IN_PLAN_OF_MODEL) {
+                p.in_plan_of_model.insert(model.to_string(), serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?);
                 continue;
             }
             let field = |name: &str| r.params.get(name).cloned().filter(|v| !v.is_null());

@@ -292,3 +292,39 @@ fn a_bad_plan_stage_is_refused() {
     set.plan_stages[0].measured_us = f64::NAN;
     assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
 }
+
+#[test]
+fn a_model_whose_plans_ran_gets_a_calibration_of_its_own() {
+    // Each model's stages slow down by its own factor inside plans (1.1x to 1.9x): the pooled
+    // calibration cannot know which, the model's own can.
+    let mut set = synthetic(5, 40, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    let mut stages = vec![];
+    for m in 0..5 {
+        let one = TrainingSet { ops: set.ops.iter().filter(|s| s.model == format!("m{m}")).cloned().collect(), ..Default::default() };
+        stages.extend(plan_stages(&one, 1.1 + 0.2 * m as f64, 0.0, 2));
+    }
+    set.plan_stages = stages;
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let acc = &report.plan_stages[0];
+    let (pooled, own) = (acc.calibrated.unwrap(), acc.own.expect("every model has 21 stages"));
+    assert_eq!(acc.own_models.len(), 5, "{acc:?}");
+    assert!(own.mape < 5.0 && own.within_10pct > 0.9, "own {own:?}");
+    assert!(pooled.mape > 3.0 * own.mape, "pooled {pooled:?} against own {own:?}");
+    // Each model's own ratio follows its planted factor (all of them over the same stand-alone
+    // predictions, which include the stage model's own factor and fixed cost).
+    for pair in acc.own_models.windows(2) {
+        let step = pair[1].median_ratio / pair[0].median_ratio;
+        assert!(step > 1.05 && step < 1.25, "{pair:?}");
+    }
+    // The planner of m4 gets m4's calibration, stored and read back, and predicts its stages; a model
+    // never run keeps the pooled one.
+    let back = CostModels::from_records("dev", 1, &report.records().unwrap()).unwrap();
+    let own4 = back.for_model("m4");
+    for s in set.plan_stages.iter().filter(|s| s.model == "m4") {
+        let (own, pooled) = (own4.predict_plan_stage(s), back.predict_plan_stage(s));
+        assert!((own - s.measured_us).abs() / s.measured_us < 0.1, "own {own}, measured {}", s.measured_us);
+        assert!((pooled - s.measured_us).abs() / s.measured_us > 0.15, "pooled {pooled}, measured {}", s.measured_us);
+    }
+    assert_eq!(back.for_model("never-run").processor("cpu:0").unwrap().in_plan, back.processor("cpu:0").unwrap().in_plan);
+    assert_eq!(back.processor("cpu:0").unwrap().in_plan_of_model.len(), 5);
+}

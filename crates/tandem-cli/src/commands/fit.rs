@@ -1,7 +1,7 @@
 //! `tandem fit`: fit cost models on the device's profiles, store them as a new version, and print how
 //! well they predict data they were not fitted on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use tandem_cost::{
     Accuracy, FitOptions, KindAccuracy, LeaveOneModelOut, LeftOutModel, ModelSample, OpFeatures, OpSample, PartSpec,
     PlanStageAccuracy, PlanStageSample, SliceAccuracy, StageForm, TrainingSet, TransferSample,
 };
-use tandem_store::{CostModelRow, MeasurementRow, Store, Target};
+use tandem_store::{CostModelRow, MeasurementRow, ModelRow, Store, Target};
 
 use crate::cli::FitArgs;
 use crate::table::Table;
@@ -255,12 +255,6 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
     let mut set = TrainingSet::default();
     let mut skipped = 0;
     let all = store.models()?;
-    // A model's name is its file stem or zoo name; the same name with other input shapes is another
-    // model, told apart by its id.
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    for m in &all {
-        *names.entry(m.name.as_str()).or_default() += 1;
-    }
     let mut with_data = 0;
     for m in &all {
         let measurements = store.measurements(device, m.id)?;
@@ -268,7 +262,7 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
             continue;
         }
         with_data += 1;
-        let name = if names[m.name.as_str()] > 1 { format!("{}#{}", m.name, m.id) } else { m.name.clone() };
+        let name = training_name(&all, m);
         let ops: BTreeMap<i64, OpFeatures> = store
             .ops(m.id)?
             .into_iter()
@@ -303,6 +297,16 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
         }
     }
     Ok((set, with_data, skipped))
+}
+
+/// The name model `m` has in the training set and in the cost models (`in_plan_of_model`): its file
+/// stem or zoo name, or, where another model has the same name (other input shapes), `name#id`.
+pub fn training_name(all: &[ModelRow], m: &ModelRow) -> String {
+    if all.iter().filter(|o| o.name == m.name).count() > 1 {
+        format!("{}#{}", m.name, m.id)
+    } else {
+        m.name.clone()
+    }
 }
 
 /// The stages of every verified run of the model's plans on `device`, as the cost crate's samples;
@@ -457,7 +461,7 @@ fn print_tables(out: &FitJson) -> Result<()> {
         s.push_str("in-plan calibration: no plan has run yet (`tandem run` stores per-stage timings the next fit learns from)\n");
     } else {
         s.push_str(&format!("in-plan calibration (stage µs inside a running plan from its prediction alone; {} stages timed in plan runs):\n", out.training.plan_stage_samples));
-        let mut table = Table::new(&["processor", "model", "stages", "models", "measured / predicted", "mape % before", "mape % after", "within ±10% after %"]);
+        let mut table = Table::new(&["processor", "model", "stages", "models", "measured / predicted", "mape % before", "mape % after", "within ±10% after %", "mape % own"]);
         for c in &out.in_plan {
             let a = &c.accuracy;
             table.row(vec![
@@ -469,10 +473,19 @@ fn print_tables(out: &FitJson) -> Result<()> {
                 format!("{:.1}", a.standalone.mape),
                 a.calibrated.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
                 a.calibrated.map(|x| pct(x.within_10pct)).unwrap_or_else(|| "-".into()),
+                a.own.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
             ]);
         }
         s.push_str(&table.render());
-        s.push_str("  (after: calibration fitted without the stage's model; '-' until plans of two models have run)\n");
+        s.push_str("  (after: calibration fitted without the stage's model; '-' until plans of two models have run.\n   own: each model's own calibration, which re-planning it uses, on half its stages predicting the other half)\n");
+        let own: Vec<String> = out
+            .in_plan
+            .iter()
+            .flat_map(|c| c.accuracy.own_models.iter().map(move |o| format!("{} on {} {:.2}x", o.model, c.accuracy.processor, o.median_ratio)))
+            .collect();
+        if !own.is_empty() {
+            s.push_str(&format!("  models with a calibration of their own (median measured / predicted): {}\n", own.join(", ")));
+        }
     }
     if out.transfers.is_empty() {
         s.push_str("transfers: none measured (`tandem profile` measures them unless --no-transfers); hand-overs are predicted free\n");

@@ -244,6 +244,12 @@ pub fn planning(graph: &Graph, store: &Store, device: &str) -> Result<Planning> 
         })?,
     };
     let unsupported: Vec<(usize, String)> = store.unsupported(device, model_id)?.into_iter().map(|u| (u.op_id as usize, u.processor_id)).collect();
+    // A model whose plans have run is planned with its own in-plan calibration where it has one.
+    let all = store.models()?;
+    let models = match all.iter().find(|m| m.id == model_id) {
+        Some(m) => models.for_model(&super::fit::training_name(&all, m)),
+        None => models,
+    };
     let problem = build::problem(graph, &models, &processors, &unsupported, &BuildOptions::default());
     Ok(Planning { problem, model_ref, model_id, cost_model_version: models.version })
 }
