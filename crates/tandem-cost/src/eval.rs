@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fit::{FitOptions, Prepared};
 use crate::models::{predict_standalone, CostModels, ProcessorModels, MIN_OWN_STAGES};
-use crate::stage::{StageModel, StagePoint};
+use crate::stage::{StageModel, StagePoint, Weighting};
 use crate::sample::{Context, TrainingSet};
 use crate::transfer::TransferModels;
 use crate::CostError;
@@ -183,6 +183,16 @@ pub struct PlanStageAccuracy {
     pub calibrated: Option<Accuracy>,
     /// Median of measured / standalone prediction (how much slower stages run inside plans).
     pub median_ratio: f64,
+    /// Time mispredicted, as a share of the time measured (Σ |predicted - measured| / Σ measured,
+    /// percent): what a plan's latency, a sum of stage times, feels. Stand-alone predictions.
+    #[serde(default)]
+    pub standalone_time_error_pct: f64,
+    /// The same with the calibration held out by model.
+    #[serde(default)]
+    pub calibrated_time_error_pct: Option<f64>,
+    /// The same with each model's own calibration, held out 2-fold over its stages.
+    #[serde(default)]
+    pub own_time_error_pct: Option<f64>,
     /// Predictions with a calibration fitted on the same model's other stages (2-fold over its
     /// stages, odd against even), as re-planning a model that has run uses: `None` where no model has
     /// enough stages (twice [`crate::MIN_OWN_STAGES`]).
@@ -204,6 +214,18 @@ pub struct OwnCalibration {
     pub median_ratio: f64,
     /// 2-fold held out over its stages.
     pub accuracy: Accuracy,
+    /// Σ |predicted - measured| and Σ measured of those predictions, µs.
+    #[serde(skip)]
+    time: (f64, f64),
+}
+
+/// Σ |predicted - measured| and Σ measured over `(predicted, measured)` pairs.
+fn time_miss(pairs: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
+    pairs.fold((0.0, 0.0), |(miss, total), (p, m)| (miss + (p - m).abs(), total + m))
+}
+
+fn pct_of((miss, total): (f64, f64)) -> f64 {
+    if total > 0.0 { 100.0 * miss / total } else { 0.0 }
 }
 
 /// Accuracy of the predictions of stages timed inside plan runs, per processor (see
@@ -236,12 +258,16 @@ fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAc
             continue;
         }
         let standalone: Vec<(f64, f64)> = mine.iter().map(|&k| (predict_standalone(all, i, &set[k]), set[k].measured_us)).collect();
-        let calibrated = (!held.is_empty()).then(|| {
-            Accuracy::of(mine.iter().zip(&standalone).map(|(&k, &(_, measured))| {
-                let fitted = &held[with_stages.binary_search(&p.plan_stage_model[k]).unwrap_or(0)];
-                (fitted[i].in_plan.predict(predict_standalone(fitted, i, &set[k]), set[k].op_count()), measured)
-            }))
+        let calibrated_pairs: Option<Vec<(f64, f64)>> = (!held.is_empty()).then(|| {
+            mine.iter()
+                .zip(&standalone)
+                .map(|(&k, &(_, measured))| {
+                    let fitted = &held[with_stages.binary_search(&p.plan_stage_model[k]).unwrap_or(0)];
+                    (fitted[i].in_plan.predict(predict_standalone(fitted, i, &set[k]), set[k].op_count()), measured)
+                })
+                .collect()
         });
+        let calibrated = calibrated_pairs.as_ref().map(|c| Accuracy::of(c.iter().copied()));
         let ratios: Vec<f64> = standalone.iter().map(|(pred, measured)| measured / pred).collect();
         let mut models: Vec<usize> = mine.iter().map(|&k| p.plan_stage_model[k]).collect();
         models.sort();
@@ -259,6 +285,10 @@ fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAc
             standalone: Accuracy::of(standalone.iter().copied()),
             calibrated,
             median_ratio: median(ratios),
+            standalone_time_error_pct: pct_of(time_miss(standalone.iter().copied())),
+            calibrated_time_error_pct: calibrated_pairs.map(|c| pct_of(time_miss(c.into_iter()))),
+            own_time_error_pct: (!own_models.is_empty())
+                .then(|| pct_of(own_models.iter().fold((0.0, 0.0), |(a, b), o| (a + o.time.0, b + o.time.1)))),
             own,
             own_models,
         });
@@ -303,14 +333,15 @@ fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize
     }
     let mut pairs = vec![];
     for parity in 0..2 {
-        let model = StageModel::fit(&half(1 - parity));
+        let model = StageModel::fit_weighted(&half(1 - parity), Weighting::Time);
         pairs.extend(half(parity).iter().map(|q| (model.predict(q.ops_sum_us, q.ops as usize), q.measured_us)));
     }
     Some(OwnCalibration {
         model: p.models[m].clone(),
         stages: points.len(),
         median_ratio: median(points.iter().map(|(_, _, q)| q.measured_us / q.ops_sum_us).collect()),
-        accuracy: Accuracy::of(pairs.into_iter()),
+        accuracy: Accuracy::of(pairs.iter().copied()),
+        time: time_miss(pairs.into_iter()),
     })
 }
 

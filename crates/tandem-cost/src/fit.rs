@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::{predict_standalone, reference_of, CostModels, ProcessorModels, MIN_OWN_STAGES};
 use crate::opmodel::{fit_context, OpFitOptions, Row};
 use crate::sample::{Context, TrainingSet};
-use crate::stage::{StageModel, StagePoint};
+use crate::stage::{StageModel, StagePoint, Weighting};
 use crate::transfer::TransferModels;
 use crate::CostError;
 
@@ -149,12 +149,12 @@ impl<'a> Prepared<'a> {
         for i in 0..fitted.len() {
             let points = self.plan_points(fitted, i, keep_model);
             let all: Vec<StagePoint> = points.iter().map(|(_, _, p)| *p).collect();
-            fitted[i].in_plan = if all.is_empty() { StageModel::default() } else { StageModel::fit(&all) };
+            fitted[i].in_plan = if all.is_empty() { StageModel::default() } else { StageModel::fit_weighted(&all, Weighting::Time) };
             let mut own = BTreeMap::new();
             for (m, name) in self.models.iter().enumerate() {
                 let mine: Vec<StagePoint> = points.iter().filter(|(pm, _, _)| *pm == m).map(|(_, _, p)| *p).collect();
                 if mine.len() >= MIN_OWN_STAGES {
-                    own.insert(name.clone(), StageModel::fit(&mine));
+                    own.insert(name.clone(), StageModel::fit_weighted(&mine, Weighting::Time));
                 }
             }
             fitted[i].in_plan_of_model = own;

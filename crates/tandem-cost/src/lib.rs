@@ -80,7 +80,7 @@ pub use models::{reference_of, CostModels, ProcessorModels, MIN_OWN_STAGES};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
 pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, IN_PLAN_OF_MODEL, STAGE, TRANSFER};
 pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanStageSample, TrainingSet, TransferSample};
-pub use stage::{StageForm, StageModel, StagePoint};
+pub use stage::{StageForm, StageModel, StagePoint, Weighting};
 pub use term::{Family, Term};
 pub use transfer::{TransferModel, TransferModels};
 

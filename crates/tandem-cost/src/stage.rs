@@ -22,6 +22,19 @@ pub struct StagePoint {
     pub measured_us: f64,
 }
 
+/// How the errors of a stage model's fit are weighted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weighting {
+    /// Every timing counts alike, by its relative error: whole models, of similar standing however
+    /// long they run.
+    Relative,
+    /// Every microsecond counts alike: stages inside a plan, from a few µs to many ms, where a plan's
+    /// latency is their sum along its critical path. A relative fit there is ruled by the shortest
+    /// stages, and a factor fitted so lands well below the ratio of the time measured to the time
+    /// predicted (0.95 against a median of 1.66 on mobilenet_v2's parts on one run).
+    Time,
+}
+
 /// The forms a stage model can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,7 +99,7 @@ impl StageModel {
         [self.fixed_us, self.factor, self.per_op_us].iter().all(|v| v.is_finite() && *v >= 0.0) && self.tried.iter().all(|t| t.1.is_finite())
     }
 
-    fn fit_form(form: StageForm, points: &[StagePoint]) -> StageModel {
+    fn fit_form(form: StageForm, points: &[StagePoint], weighting: Weighting) -> StageModel {
         let mut m = StageModel { form, samples: points.len(), ..Default::default() };
         if form == StageForm::Sum || points.is_empty() {
             m.form = StageForm::Sum;
@@ -101,7 +114,11 @@ impl StageModel {
         };
         let mut prob = Problem::new(3);
         for p in points {
-            prob.add(&row(p), p.measured_us, 1.0 / (p.measured_us * p.measured_us));
+            let w = match weighting {
+                Weighting::Relative => 1.0 / (p.measured_us * p.measured_us),
+                Weighting::Time => 1.0 / p.ops_sum_us.max(p.measured_us * 1e-3),
+            };
+            prob.add(&row(p), p.measured_us, w);
         }
         let c = prob.nnls();
         m.fixed_us = c[0];
@@ -113,20 +130,30 @@ impl StageModel {
     /// Fits every form the data supports and keeps the one with the smallest leave-one-out error;
     /// with fewer than three timings there is nothing to compare, and the simplest fitting form is used.
     pub fn fit(points: &[StagePoint]) -> StageModel {
+        StageModel::fit_weighted(points, Weighting::Relative)
+    }
+
+    /// [`StageModel::fit`] with the errors weighted as `weighting` says, in the fit and in the
+    /// leave-one-out choice of the form.
+    pub fn fit_weighted(points: &[StagePoint], weighting: Weighting) -> StageModel {
         let forms: Vec<StageForm> = StageForm::FITTED.iter().copied().filter(|f| points.len() >= f.min_points()).collect();
         if points.len() < 3 {
-            return StageModel::fit_form(forms.first().copied().unwrap_or(StageForm::Sum), points);
+            return StageModel::fit_form(forms.first().copied().unwrap_or(StageForm::Sum), points, weighting);
         }
         let mut tried = vec![];
         for &form in &forms {
-            let mut err = 0.0;
+            let (mut err, mut total) = (0.0, 0.0);
             for i in 0..points.len() {
                 let rest: Vec<StagePoint> = points.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).collect();
-                let m = StageModel::fit_form(form, &rest);
+                let m = StageModel::fit_form(form, &rest, weighting);
                 let p = &points[i];
-                err += ((m.predict(p.ops_sum_us, p.ops as usize) - p.measured_us) / p.measured_us).abs();
+                let miss = (m.predict(p.ops_sum_us, p.ops as usize) - p.measured_us).abs();
+                match weighting {
+                    Weighting::Relative => (err, total) = (err + miss / p.measured_us, total + 1.0),
+                    Weighting::Time => (err, total) = (err + miss, total + p.measured_us),
+                }
             }
-            tried.push((form, 100.0 * err / points.len() as f64));
+            tried.push((form, 100.0 * err / total));
         }
         // Prefer the simpler form unless the richer one is clearly (by a tenth) better held out.
         let mut best = tried[0];
@@ -135,7 +162,7 @@ impl StageModel {
                 best = t;
             }
         }
-        let mut m = StageModel::fit_form(best.0, points);
+        let mut m = StageModel::fit_form(best.0, points, weighting);
         m.tried = tried;
         m
     }

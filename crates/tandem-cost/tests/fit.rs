@@ -269,6 +269,8 @@ fn in_plan_calibration_learns_how_much_slower_stages_run_inside_plans() {
     let calibrated = acc.calibrated.expect("plans of five models ran");
     assert!(acc.standalone.within_10pct < 0.05 && acc.standalone.mape > 25.0, "{acc:?}");
     assert!(calibrated.within_10pct > 0.9 && calibrated.mape < 6.0, "{acc:?}");
+    // As a share of the time measured (what a plan's latency feels), likewise.
+    assert!(acc.standalone_time_error_pct > 25.0 && acc.calibrated_time_error_pct.unwrap() < 6.0, "{acc:?}");
     let m = &report.models.processor("cpu:0").unwrap().in_plan;
     assert!((m.factor - 1.4).abs() < 0.1, "{m:?}");
     // Whole-op stages and split parts both go through it, and it survives storage.
@@ -309,6 +311,7 @@ fn a_model_whose_plans_ran_gets_a_calibration_of_its_own() {
     let (pooled, own) = (acc.calibrated.unwrap(), acc.own.expect("every model has 21 stages"));
     assert_eq!(acc.own_models.len(), 5, "{acc:?}");
     assert!(own.mape < 5.0 && own.within_10pct > 0.9, "own {own:?}");
+    assert!(acc.own_time_error_pct.unwrap() < 5.0 && acc.calibrated_time_error_pct.unwrap() > 10.0, "{acc:?}");
     assert!(pooled.mape > 3.0 * own.mape, "pooled {pooled:?} against own {own:?}");
     // Each model's own ratio follows its planted factor (all of them over the same stand-alone
     // predictions, which include the stage model's own factor and fixed cost).

@@ -461,7 +461,7 @@ fn print_tables(out: &FitJson) -> Result<()> {
         s.push_str("in-plan calibration: no plan has run yet (`tandem run` stores per-stage timings the next fit learns from)\n");
     } else {
         s.push_str(&format!("in-plan calibration (stage µs inside a running plan from its prediction alone; {} stages timed in plan runs):\n", out.training.plan_stage_samples));
-        let mut table = Table::new(&["processor", "model", "stages", "models", "measured / predicted", "mape % before", "mape % after", "within ±10% after %", "mape % own"]);
+        let mut table = Table::new(&["processor", "model", "stages", "models", "measured / predicted", "mape % before", "after", "own", "time off % before", "after", "own"]);
         for c in &out.in_plan {
             let a = &c.accuracy;
             table.row(vec![
@@ -472,12 +472,14 @@ fn print_tables(out: &FitJson) -> Result<()> {
                 format!("{:.2}", a.median_ratio),
                 format!("{:.1}", a.standalone.mape),
                 a.calibrated.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
-                a.calibrated.map(|x| pct(x.within_10pct)).unwrap_or_else(|| "-".into()),
                 a.own.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
+                format!("{:.1}", a.standalone_time_error_pct),
+                a.calibrated_time_error_pct.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+                a.own_time_error_pct.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
             ]);
         }
         s.push_str(&table.render());
-        s.push_str("  (after: calibration fitted without the stage's model; '-' until plans of two models have run.\n   own: each model's own calibration, which re-planning it uses, on half its stages predicting the other half)\n");
+        s.push_str("  (after: the calibration fitted without the stage's model, '-' until plans of two models have run; own: each model's\n   own calibration, which re-planning it uses, fitted on half its stages predicting the other half; time off: the\n   time mispredicted as a share of the time measured, what a plan's latency feels)\n");
         let own: Vec<String> = out
             .in_plan
             .iter()
