@@ -162,7 +162,7 @@ pub struct FitReport {
     pub evaluate_s: f64,
 }
 
-/// How well one processor's stages inside plan runs are predicted.
+/// How well one processor's split parts inside plan runs are predicted.
 ///
 /// `standalone` is what the planner predicted before calibration (the op and stage models fitted on
 /// everything, since a model is always profiled before it is planned). `calibrated` adds the in-plan
@@ -173,7 +173,7 @@ pub struct FitReport {
 pub struct PlanStageAccuracy {
     /// The processor.
     pub processor: String,
-    /// Stages (and split parts) timed inside plan runs.
+    /// Split parts timed inside plan runs.
     pub stages: usize,
     /// Models whose plans ran.
     pub models: usize,
@@ -231,7 +231,7 @@ fn pct_of((miss, total): (f64, f64)) -> f64 {
 /// Accuracy of the predictions of stages timed inside plan runs, per processor (see
 /// [`PlanStageAccuracy`]); `all` are the models fitted on everything.
 fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAccuracy> {
-    let set = &p.set.plan_stages;
+    let set = &p.set.plan_parts;
     if set.is_empty() {
         return vec![];
     }
@@ -308,9 +308,9 @@ fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize
     // A stage's identity: its ops' work and its part, as they are (identical across runs of a plan).
     // Distinct stages are dealt to the two halves alternately, in the order they first appear.
     let identity = |k: usize| -> Vec<u64> {
-        let s = &p.set.plan_stages[k];
-        let mut id: Vec<u64> = s.ops.iter().chain(s.head.as_ref().map(|(op, _)| op)).flat_map(|op| [op.macs.to_bits(), op.bytes_in.to_bits(), op.bytes_out.to_bits()]).collect();
-        id.extend(s.head.as_ref().map(|(_, part)| part.end.to_bits()));
+        let s = &p.set.plan_parts[k];
+        let mut id: Vec<u64> = s.tail.iter().chain([&s.head.0]).flat_map(|op| [op.macs.to_bits(), op.bytes_in.to_bits(), op.bytes_out.to_bits()]).collect();
+        id.push(s.head.1.end.to_bits());
         id
     };
     let mut seen: Vec<Vec<u64>> = vec![];

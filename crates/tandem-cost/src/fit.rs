@@ -47,7 +47,7 @@ pub(crate) struct Prepared<'a> {
     pub ops: usize,
     /// Whole-model timings: (model index, processor) -> point.
     pub stage_points: BTreeMap<(usize, String), StagePoint>,
-    /// Per plan stage sample (`set.plan_stages`), the index of its model.
+    /// Per split part timed in a plan (`set.plan_parts`), the index of its model.
     pub plan_stage_model: Vec<usize>,
 }
 
@@ -62,7 +62,7 @@ impl<'a> Prepared<'a> {
             .iter()
             .map(|s| s.model.clone())
             .chain(set.models.iter().map(|m| m.model.clone()))
-            .chain(set.plan_stages.iter().map(|s| s.model.clone()))
+            .chain(set.plan_parts.iter().map(|s| s.model.clone()))
             .collect();
         models.sort();
         models.dedup();
@@ -83,7 +83,7 @@ impl<'a> Prepared<'a> {
             .into_iter()
             .map(|(m, p, point)| ((model_index(&m), p), point))
             .collect();
-        let plan_stage_model = set.plan_stages.iter().map(|s| model_index(&s.model)).collect();
+        let plan_stage_model = set.plan_parts.iter().map(|s| model_index(&s.model)).collect();
         Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points, plan_stage_model })
     }
 
@@ -140,10 +140,10 @@ impl<'a> Prepared<'a> {
         fitted
     }
 
-    /// Fits every processor's in-plan calibration on the plan stages of the models `keep_model`
-    /// accepts, against what `fitted` predicts for each stage alone (see [`crate::PlanStageSample`]).
+    /// Fits every processor's in-plan calibration on the split parts timed in plans of the models
+    /// `keep_model` accepts, against what `fitted` predicts for each alone (see [`crate::PlanPartSample`]).
     /// The form is chosen as the stage model's is; a processor without plan stages keeps the identity.
-    /// Each model with at least [`MIN_OWN_STAGES`] stages on a processor also gets a calibration of
+    /// Each model with at least [`MIN_OWN_STAGES`] parts on a processor also gets a calibration of
     /// its own there (`in_plan_of_model`).
     pub(crate) fn fit_in_plan(&self, fitted: &mut [ProcessorModels], keep_model: &dyn Fn(usize) -> bool) {
         for i in 0..fitted.len() {
@@ -161,11 +161,11 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    /// The plan stages on processor `index` of the models `keep_model` accepts, as (model index,
-    /// index into `set.plan_stages`, stand-alone prediction beside the measured time).
+    /// The split parts timed on processor `index` in plans of the models `keep_model` accepts, as
+    /// (model index, index into `set.plan_parts`, stand-alone prediction beside the measured time).
     pub(crate) fn plan_points(&self, fitted: &[ProcessorModels], index: usize, keep_model: &dyn Fn(usize) -> bool) -> Vec<(usize, usize, StagePoint)> {
         self.set
-            .plan_stages
+            .plan_parts
             .iter()
             .zip(&self.plan_stage_model)
             .enumerate()

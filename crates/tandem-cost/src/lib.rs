@@ -37,14 +37,14 @@
 //! factor · sum (+ per_op · ops)`, the form chosen by leave-one-out error over whole-model timings
 //! ([`StageModel`]).
 //!
-//! **In-plan calibration**, per processor: inside a running plan a stage (or split part) takes longer
-//! than its ops predict alone, since its inputs were written by another core and its weights were
-//! evicted by the other stages; no profile of a model run alone sees that. `tandem run` stores every
-//! stage's time inside the plan ([`PlanStageSample`]); the calibration maps the stand-alone
-//! prediction to it, `fixed + factor · predicted (+ per_op · ops)`, in the form the stage model's
-//! choice rule picks, and the planner applies it to every stage and part it considers
-//! ([`CostModels::plan_stage_us`], [`CostModels::plan_part_us`]). Its accuracy is reported
-//! leave-one-model-out over the plan stages ([`PlanStageAccuracy`]).
+//! **In-plan calibration**, per processor: inside a running plan a split part takes longer than
+//! its ops predict alone, since the other parts of its split run at the same time and share the
+//! memory system; no profile, which times one thing at a time, sees that. `tandem run` stores every
+//! part's time inside the plan ([`PlanPartSample`]); the calibration maps the stand-alone prediction
+//! to it, `fixed + factor · predicted (+ per_op · ops)`, fitted with every microsecond weighted alike
+//! ([`Weighting::Time`]), and the planner applies it to every split part it considers
+//! ([`CostModels::plan_part_us`]). A model whose plans have run also gets one of its own
+//! ([`CostModels::for_model`]). Its accuracy is reported held out ([`PlanStageAccuracy`]).
 //!
 //! **Transfers**, per processor pair: `fixed + per_byte · bytes` ([`TransferModel`]).
 //!
@@ -79,7 +79,7 @@ pub use fit::{fit, FitOptions};
 pub use models::{reference_of, CostModels, ProcessorModels, MIN_OWN_STAGES};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
 pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, IN_PLAN_OF_MODEL, STAGE, TRANSFER};
-pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanStageSample, TrainingSet, TransferSample};
+pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanPartSample, TrainingSet, TransferSample};
 pub use stage::{StageForm, StageModel, StagePoint, Weighting};
 pub use term::{Family, Term};
 pub use transfer::{TransferModel, TransferModels};

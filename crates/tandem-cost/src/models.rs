@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::opmodel::ContextModels;
-use crate::sample::{Context, OpFeatures, PartSpec, PlanStageSample};
+use crate::sample::{Context, OpFeatures, PartSpec, PlanPartSample};
 use crate::stage::StageModel;
 use crate::transfer::TransferModels;
 
@@ -20,16 +20,16 @@ pub struct ProcessorModels {
     pub isolated: ContextModels,
     /// Stage time from the sum of in-context op times.
     pub stage: StageModel,
-    /// In-plan calibration: a stage's (or split part's) time inside a running plan from what the
-    /// models above predict for it alone, `fixed + factor · predicted (+ per_op · ops)`, fitted on the
-    /// stages of stored plan runs ([`crate::PlanStageSample`]). Inside a plan a stage's inputs were
-    /// written by another core and its weights were evicted by the other stages, which no profile of a
-    /// model run alone sees; the identity (`StageForm::Sum`) until a plan has run.
+    /// In-plan calibration: a split part's time inside a running plan from what the models above
+    /// predict for it alone, `fixed + factor · predicted (+ per_op · ops)`, fitted on the parts of
+    /// stored plan runs ([`crate::PlanPartSample`]). Inside a plan the parts of a split run at once
+    /// and share the memory system, which no profile sees; the identity (`StageForm::Sum`) until a
+    /// plan with splits has run.
     #[serde(default)]
     pub in_plan: StageModel,
     /// The in-plan calibration fitted on one model's own plan runs alone (models with at least
-    /// [`MIN_OWN_STAGES`] stages timed on this processor), by model name: how much slower *that*
-    /// model's stages run inside its plans. Re-planning a model that has run uses its own
+    /// [`MIN_OWN_STAGES`] parts timed on this processor), by model name: how much slower *that*
+    /// model's parts run inside its plans. Re-planning a model that has run uses its own
     /// ([`CostModels::for_model`]); the pooled one is for models whose plans never ran.
     #[serde(default)]
     pub in_plan_of_model: BTreeMap<String, StageModel>,
@@ -55,7 +55,7 @@ pub(crate) fn predict_in(processors: &[ProcessorModels], index: usize, op: &OpFe
     })
 }
 
-/// Fewest stages of one model timed on a processor before it gets an in-plan calibration of its own.
+/// Fewest split parts of one model timed on a processor before it gets an in-plan calibration of its own.
 pub const MIN_OWN_STAGES: usize = 8;
 
 /// The reference of processor `id` among `ids` (see [`ProcessorModels::reference`]): for an id naming
@@ -83,15 +83,12 @@ impl ProcessorModels {
     }
 }
 
-/// What the planner predicts for a plan stage before in-plan calibration, µs: the stage model over its
-/// ops' in-context predictions, or for a split part its head's isolated part plus its tail in context
-/// (as `tandem-plan` composes them).
-pub(crate) fn predict_standalone(processors: &[ProcessorModels], index: usize, stage: &PlanStageSample) -> f64 {
-    let tail: f64 = stage.ops.iter().map(|o| predict_in(processors, index, o, Context::InModel)).sum();
-    match &stage.head {
-        Some((op, part)) => predict_in(processors, index, &op.part(part.axis, part.start, part.end), Context::Isolated) + tail,
-        None => processors[index].stage.predict(tail, stage.ops.len()),
-    }
+/// What the planner predicts for a split part before in-plan calibration, µs: its head's isolated
+/// part plus its tail in context (as `tandem-plan` composes them).
+pub(crate) fn predict_standalone(processors: &[ProcessorModels], index: usize, part: &PlanPartSample) -> f64 {
+    let (op, spec) = &part.head;
+    let tail: f64 = part.tail.iter().map(|o| predict_in(processors, index, o, Context::InModel)).sum();
+    predict_in(processors, index, &op.part(spec.axis, spec.start, spec.end), Context::Isolated) + tail
 }
 
 /// Every fitted model of one device, one version: op models per (processor, context, kind), stage
@@ -172,11 +169,11 @@ impl CostModels {
         self.processors[i].stage.predict(sum, ops.len())
     }
 
-    /// A plan stage's predicted time inside a running plan, µs: the in-plan calibration
+    /// A split part's predicted time inside a running plan, µs: the in-plan calibration
     /// ([`ProcessorModels::in_plan`]) applied to what the models predict for it alone.
-    pub fn predict_plan_stage(&self, stage: &PlanStageSample) -> f64 {
-        match self.processors.iter().position(|p| p.processor == stage.processor) {
-            Some(i) => self.processors[i].in_plan.predict(predict_standalone(&self.processors, i, stage), stage.op_count()),
+    pub fn predict_plan_part(&self, part: &PlanPartSample) -> f64 {
+        match self.processors.iter().position(|p| p.processor == part.processor) {
+            Some(i) => self.processors[i].in_plan.predict(predict_standalone(&self.processors, i, part), part.op_count()),
             None => f64::INFINITY,
         }
     }
@@ -187,17 +184,6 @@ impl CostModels {
     pub fn stage_us(&self, processor: &str, ops_sum_us: f64, ops: usize) -> f64 {
         match self.processor(processor) {
             Some(p) => p.stage.predict(ops_sum_us, ops),
-            None => f64::INFINITY,
-        }
-    }
-
-    /// A stage's predicted time inside a running plan from its ops' predicted in-context sum: the
-    /// stage model, then the in-plan calibration ([`ProcessorModels::in_plan`]). Both are linear, so
-    /// a planner may sample this at a few points to recover the coefficients.
-    #[inline]
-    pub fn plan_stage_us(&self, processor: &str, ops_sum_us: f64, ops: usize) -> f64 {
-        match self.processor(processor) {
-            Some(p) => p.in_plan.predict(p.stage.predict(ops_sum_us, ops), ops),
             None => f64::INFINITY,
         }
     }

@@ -272,32 +272,32 @@ pub struct TransferSample {
     pub median_us: f64,
 }
 
-/// One stage (or split part) of a plan, timed while the whole plan ran (`tandem run` stores these).
+/// One part of a split, timed while its whole plan ran (`tandem run` stores these).
 ///
 /// What the planner would predict for it is recomputed from the features with the models being
-/// fitted, exactly as the planner composes it: for a whole-op stage the stage model over its ops'
-/// in-context predictions, for a split part the head's isolated part plus the tail's in-context
-/// parts. The in-plan calibration ([`crate::ProcessorModels::in_plan`]) maps that to what the
-/// stage measured inside the plan.
+/// fitted, exactly as the planner composes it: the head's isolated part plus the tail's in-context
+/// parts. The in-plan calibration ([`crate::ProcessorModels::in_plan`]) maps that to what the part
+/// measured inside the plan. Only split parts are calibrated: they run at the same time as the other
+/// parts of their split, which no profile sees, while a whole-op stage is the stage model's (a plan
+/// of one stage, the whole model on one processor, must stay predicted as profiled).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanStageSample {
-    /// The model (as in [`OpSample::model`]): leave-one-model-out holds a model's stages out too.
+pub struct PlanPartSample {
+    /// The model (as in [`OpSample::model`]): leave-one-model-out holds a model's parts out too.
     pub model: String,
-    /// The processor the stage ran on.
+    /// The processor the part ran on.
     pub processor: String,
-    /// For a split part: the chain's first op, whole, and the part of it the stage computed.
-    pub head: Option<(OpFeatures, PartSpec)>,
-    /// The ops predicted in context: every op of a whole-op stage, or the tail of a split chain
-    /// (already cut to the part).
-    pub ops: Vec<OpFeatures>,
-    /// The stage's median time inside the plan, microseconds.
+    /// The chain's first op, whole, and the part of it computed.
+    pub head: (OpFeatures, PartSpec),
+    /// The rest of the chain, already cut to the part (predicted in context).
+    pub tail: Vec<OpFeatures>,
+    /// The part's median time inside the plan, microseconds.
     pub measured_us: f64,
 }
 
-impl PlanStageSample {
-    /// Ops the stage runs (the head included).
+impl PlanPartSample {
+    /// Ops the part runs (its head included).
     pub fn op_count(&self) -> usize {
-        self.ops.len() + usize::from(self.head.is_some())
+        self.tail.len() + 1
     }
 }
 
@@ -310,9 +310,9 @@ pub struct TrainingSet {
     pub models: Vec<ModelSample>,
     /// Hand-overs between processors.
     pub transfers: Vec<TransferSample>,
-    /// Stages timed inside plan runs.
+    /// Split parts timed inside plan runs.
     #[serde(default)]
-    pub plan_stages: Vec<PlanStageSample>,
+    pub plan_parts: Vec<PlanPartSample>,
 }
 
 impl TrainingSet {
@@ -342,13 +342,14 @@ impl TrainingSet {
                 return bad(format!("transfer {} -> {} of {} bytes has median {} µs", t.src, t.dst, t.bytes, t.median_us));
             }
         }
-        for s in &self.plan_stages {
-            if !(s.measured_us.is_finite() && s.measured_us > 0.0) || s.op_count() == 0 {
-                return bad(format!("a plan stage of model {} on {} has median {} µs over {} ops", s.model, s.processor, s.measured_us, s.op_count()));
+        for s in &self.plan_parts {
+            let (head, part) = &s.head;
+            if !(s.measured_us.is_finite() && s.measured_us > 0.0) || !(0.0 <= part.start && part.start < part.end && part.end <= 1.0 + 1e-9) {
+                return bad(format!("a split part of model {} on {} has median {} µs over [{}, {})", s.model, s.processor, s.measured_us, part.start, part.end));
             }
-            for op in s.ops.iter().chain(s.head.as_ref().map(|(op, _)| op)) {
+            for op in s.tail.iter().chain([head]) {
                 if let Err(e) = op.validate() {
-                    return bad(format!("a plan stage of model {}: {e}", s.model));
+                    return bad(format!("a split part of model {}: {e}", s.model));
                 }
             }
         }

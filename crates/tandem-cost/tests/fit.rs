@@ -2,7 +2,7 @@
 //! only on held-out data, falls back for rare kinds, and its stored form predicts what it predicted.
 
 use tandem_cost::{
-    fit_and_evaluate, Context, CostError, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, PlanStageSample, StageForm, Term,
+    fit_and_evaluate, Context, CostError, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, PlanPartSample, StageForm, Term,
     TrainingSet, TransferSample,
 };
 // Deterministic (SplitMix64), so the tests need no dependency and never flake.
@@ -224,29 +224,22 @@ fn bad_input_is_refused() {
     assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
 }
 
-/// Plan stages of `set`'s models that run `slow` times slower plus `fixed_us` inside a plan than
-/// their ops predict alone: chunks of `chunk` consecutive ops, and one split part (half of the
-/// first op, with the second as its tail) per model.
-fn plan_stages(set: &TrainingSet, slow: f64, fixed_us: f64, chunk: usize) -> Vec<PlanStageSample> {
+/// Split parts of `set`'s models that run `slow` times slower plus `fixed_us` inside a plan than
+/// their ops take alone: per model, one part per run of `chunk` consecutive ops (the first as the
+/// head, the rest as its tail), covering the first half of the output channels.
+fn plan_parts(set: &TrainingSet, slow: f64, fixed_us: f64, chunk: usize) -> Vec<PlanPartSample> {
     let mut out = vec![];
     let models: std::collections::BTreeSet<&str> = set.ops.iter().map(|s| s.model.as_str()).collect();
+    let spec = PartSpec { axis: 1, start: 0.0, end: 0.5 };
     for m in models {
         let ops: Vec<&OpSample> = set.ops.iter().filter(|s| s.model == m && s.context == Context::InModel).collect();
         for c in ops.chunks(chunk) {
-            let alone: f64 = c.iter().map(|s| s.median_us).sum();
-            out.push(PlanStageSample {
-                model: m.into(),
-                processor: "cpu:0".into(),
-                head: None,
-                ops: c.iter().map(|s| s.op.clone()).collect(),
-                measured_us: fixed_us + slow * alone,
-            });
+            let head = c[0].op.clone();
+            let tail: Vec<OpFeatures> = c[1..].iter().map(|s| s.op.part(1, 0.0, 0.5)).collect();
+            // The planted truth: every op (or part of one) takes 3 + 0.002 · macs alone.
+            let alone: f64 = std::iter::once(head.part(1, 0.0, 0.5)).chain(tail.iter().cloned()).map(|f| 3.0 + 0.002 * f.macs).sum();
+            out.push(PlanPartSample { model: m.into(), processor: "cpu:0".into(), head: (head, spec), tail, measured_us: fixed_us + slow * alone });
         }
-        let part = PartSpec { axis: 1, start: 0.0, end: 0.5 };
-        let head = ops[0].op.clone();
-        let tail = ops[1].op.part(1, 0.0, 0.5);
-        let alone = 3.0 + 0.002 * head.part(1, 0.0, 0.5).macs + 3.0 + 0.002 * tail.macs;
-        out.push(PlanStageSample { model: m.into(), processor: "cpu:0".into(), head: Some((head, part)), ops: vec![tail], measured_us: fixed_us + slow * alone });
     }
     out
 }
@@ -259,10 +252,10 @@ fn in_plan_calibration_learns_how_much_slower_stages_run_inside_plans() {
     assert!(before.plan_stages.is_empty(), "no plan has run: {:?}", before.plan_stages);
     assert_eq!(before.models.processor("cpu:0").unwrap().in_plan.form, StageForm::Sum, "the identity before any plan run");
 
-    set.plan_stages = plan_stages(&set, 1.4, 30.0, 4);
+    set.plan_parts = plan_parts(&set, 1.4, 30.0, 4);
     let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
     let acc = &report.plan_stages[0];
-    assert_eq!(acc.stages, set.plan_stages.len());
+    assert_eq!(acc.stages, set.plan_parts.len());
     assert_eq!(acc.models, 5);
     assert!((acc.median_ratio - 1.4).abs() < 0.15, "{acc:?}");
     // Held out by model, the calibration predicts what the stand-alone prediction misses by ~40%.
@@ -273,25 +266,25 @@ fn in_plan_calibration_learns_how_much_slower_stages_run_inside_plans() {
     assert!(acc.standalone_time_error_pct > 25.0 && acc.calibrated_time_error_pct.unwrap() < 6.0, "{acc:?}");
     let m = &report.models.processor("cpu:0").unwrap().in_plan;
     assert!((m.factor - 1.4).abs() < 0.1, "{m:?}");
-    // Whole-op stages and split parts both go through it, and it survives storage.
+    // It survives storage.
     let back = CostModels::from_records("dev", 1, &report.records().unwrap()).unwrap();
-    for s in &set.plan_stages {
-        let (a, b) = (report.models.predict_plan_stage(s), back.predict_plan_stage(s));
+    for s in &set.plan_parts {
+        let (a, b) = (report.models.predict_plan_part(s), back.predict_plan_part(s));
         assert!((a - b).abs() <= 1e-9 * a, "{a} vs {b}");
         assert!((a - s.measured_us).abs() / s.measured_us < 0.1, "predicted {a}, measured {}", s.measured_us);
     }
     assert!((back.plan_part_us("cpu:0", 100.0, 2) - back.processor("cpu:0").unwrap().in_plan.predict(100.0, 2)).abs() < 1e-9);
-    let ops: Vec<OpFeatures> = set.plan_stages[0].ops.clone();
-    let alone = back.predict_stage("cpu:0", &ops);
+    // Whole-op stages keep the stage model: a plan of one stage is predicted as profiled.
+    let ops: Vec<OpFeatures> = set.plan_parts[0].tail.clone();
     let sum: f64 = ops.iter().map(|o| back.predict_op("cpu:0", o)).sum();
-    assert!((back.plan_stage_us("cpu:0", sum, ops.len()) - back.processor("cpu:0").unwrap().in_plan.predict(alone, ops.len())).abs() < 1e-6 * alone);
+    assert_eq!(back.stage_us("cpu:0", sum, ops.len()), back.processor("cpu:0").unwrap().stage.predict(sum, ops.len()));
 }
 
 #[test]
 fn a_bad_plan_stage_is_refused() {
     let mut set = synthetic(2, 10, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
-    set.plan_stages = plan_stages(&set, 1.0, 0.0, 5);
-    set.plan_stages[0].measured_us = f64::NAN;
+    set.plan_parts = plan_parts(&set, 1.0, 0.0, 5);
+    set.plan_parts[0].measured_us = f64::NAN;
     assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
 }
 
@@ -303,9 +296,9 @@ fn a_model_whose_plans_ran_gets_a_calibration_of_its_own() {
     let mut stages = vec![];
     for m in 0..5 {
         let one = TrainingSet { ops: set.ops.iter().filter(|s| s.model == format!("m{m}")).cloned().collect(), ..Default::default() };
-        stages.extend(plan_stages(&one, 1.1 + 0.2 * m as f64, 0.0, 2));
+        stages.extend(plan_parts(&one, 1.1 + 0.2 * m as f64, 0.0, 2));
     }
-    set.plan_stages = stages;
+    set.plan_parts = stages;
     let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
     let acc = &report.plan_stages[0];
     let (pooled, own) = (acc.calibrated.unwrap(), acc.own.expect("every model has 21 stages"));
@@ -323,8 +316,8 @@ fn a_model_whose_plans_ran_gets_a_calibration_of_its_own() {
     // never run keeps the pooled one.
     let back = CostModels::from_records("dev", 1, &report.records().unwrap()).unwrap();
     let own4 = back.for_model("m4");
-    for s in set.plan_stages.iter().filter(|s| s.model == "m4") {
-        let (own, pooled) = (own4.predict_plan_stage(s), back.predict_plan_stage(s));
+    for s in set.plan_parts.iter().filter(|s| s.model == "m4") {
+        let (own, pooled) = (own4.predict_plan_part(s), back.predict_plan_part(s));
         assert!((own - s.measured_us).abs() / s.measured_us < 0.1, "own {own}, measured {}", s.measured_us);
         assert!((pooled - s.measured_us).abs() / s.measured_us > 0.15, "pooled {pooled}, measured {}", s.measured_us);
     }

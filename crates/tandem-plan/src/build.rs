@@ -7,8 +7,9 @@
 //! channels) and the cost of a part of every share from the split-part model. A split op followed by
 //! cheap element-wise ops (a convolution and its activation, or the residual add after it) also gets a
 //! chain option, so the activation runs on the parts before they are joined. Transfer and stage costs
-//! are read off the fitted models. Stage and part costs are those *inside a running plan*: the fitted
-//! in-plan calibration (learned from stored plan runs; the identity before any) is applied on top.
+//! are read off the fitted models. A split part's cost is the one *inside a running plan*: the fitted
+//! in-plan calibration (learned from the parts of stored plan runs; the identity before any) is
+//! applied on top.
 
 use std::collections::BTreeMap;
 
@@ -75,11 +76,11 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
             if !k {
                 return StageCost::default();
             }
-            let fixed = models.plan_stage_us(p, 0.0, 0);
+            let fixed = models.stage_us(p, 0.0, 0);
             StageCost {
                 fixed_us: fixed,
-                factor: ((models.plan_stage_us(p, 1000.0, 0) - fixed) / 1000.0).max(0.0),
-                per_op_us: (models.plan_stage_us(p, 0.0, 1) - fixed).max(0.0),
+                factor: ((models.stage_us(p, 1000.0, 0) - fixed) / 1000.0).max(0.0),
+                per_op_us: (models.stage_us(p, 0.0, 1) - fixed).max(0.0),
             }
         })
         .collect();

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 use tandem_cost::{
     Accuracy, FitOptions, KindAccuracy, LeaveOneModelOut, LeftOutModel, ModelSample, OpFeatures, OpSample, PartSpec,
-    PlanStageAccuracy, PlanStageSample, SliceAccuracy, StageForm, TrainingSet, TransferSample,
+    PlanPartSample, PlanStageAccuracy, SliceAccuracy, StageForm, TrainingSet, TransferSample,
 };
 use tandem_store::{CostModelRow, MeasurementRow, ModelRow, Store, Target};
 
@@ -90,8 +90,8 @@ pub struct StageJson {
     pub reference: Option<String>,
 }
 
-/// One processor's in-plan calibration: a stage's time inside a running plan from its prediction
-/// alone, `fixed + factor × predicted + per_op × ops`, fitted on the stages of stored plan runs.
+/// One processor's in-plan calibration: a split part's time inside a running plan from its prediction
+/// alone, `fixed + factor × predicted + per_op × ops`, fitted on the parts of stored plan runs.
 #[derive(Serialize)]
 pub struct InPlanJson {
     /// The form the data chose (`sum`, the identity, before any plan has run).
@@ -102,7 +102,7 @@ pub struct InPlanJson {
     pub factor: f64,
     /// Cost per op.
     pub per_op_us: f64,
-    /// The processor, and how its plan stages are predicted before and after calibration.
+    /// The processor, and how its split parts are predicted before and after calibration.
     #[serde(flatten)]
     pub accuracy: PlanStageAccuracy,
 }
@@ -135,8 +135,8 @@ pub struct TrainingJson {
     pub model_samples: usize,
     /// Transfer timings.
     pub transfer_samples: usize,
-    /// Stages timed inside plan runs (whole-model baselines of those runs included).
-    pub plan_stage_samples: usize,
+    /// Split parts timed inside plan runs.
+    pub plan_part_samples: usize,
     /// Measurements left out because their time was not a positive finite number.
     pub skipped: usize,
 }
@@ -238,7 +238,7 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
             op_samples: set.ops.len(),
             model_samples: set.models.len(),
             transfer_samples: set.transfers.len(),
-            plan_stage_samples: set.plan_stages.len(),
+            plan_part_samples: set.plan_parts.len(),
             skipped,
         },
         rows_stored: rows.len(),
@@ -287,7 +287,7 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
                 Target::Stage => {}
             }
         }
-        plan_stages(store, device, m.id, &name, &ops, &mut set.plan_stages)?;
+        plan_parts(store, device, m.id, &name, &ops, &mut set.plan_parts)?;
     }
     for t in store.transfers(device)? {
         if t.median_us.is_finite() && t.median_us > 0.0 && t.bytes >= 0 {
@@ -309,50 +309,34 @@ pub fn training_name(all: &[ModelRow], m: &ModelRow) -> String {
     }
 }
 
-/// The stages of every verified run of the model's plans on `device`, as the cost crate's samples;
-/// each run's whole-model baselines count as one-stage plans. Runs without per-stage timings
-/// (adaptive runs, the dynamics experiment) and stages naming ops the model lacks are passed over.
-fn plan_stages(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTreeMap<i64, OpFeatures>, out: &mut Vec<PlanStageSample>) -> Result<()> {
+/// The split parts of every verified run of the model's plans on `device`, as the cost crate's
+/// samples. Runs without per-stage timings (adaptive runs, the dynamics experiment) and parts naming
+/// ops the model lacks are passed over.
+fn plan_parts(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTreeMap<i64, OpFeatures>, out: &mut Vec<PlanPartSample>) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct Details {
         #[serde(default)]
         stages: Vec<tandem_exec::StageReport>,
     }
-    #[derive(serde::Deserialize)]
-    struct Baseline {
-        processor: Option<String>,
-        name: String,
-        measured_ms: f64,
-    }
     let features = |id: usize| ops.get(&(id as i64)).cloned();
-    let all: Option<Vec<OpFeatures>> = (0..ops.len()).map(features).collect();
     for plan_row in store.plans(model_id, device)? {
         let Ok(plan) = serde_json::from_str::<tandem_plan::Plan>(&plan_row.plan) else { continue };
         for run in store.runs(plan_row.id)? {
             let Ok(details) = serde_json::from_str::<Details>(&run.details) else { continue };
-            if !run.verified || details.stages.is_empty() {
+            if !run.verified {
                 continue;
             }
-            for st in &details.stages {
-                let sample = match st.part {
-                    None => st.ops.iter().map(|&o| features(o)).collect::<Option<Vec<_>>>().map(|ops| (None, ops)),
-                    Some([split, start, end]) => plan.splits.get(split).and_then(|sp| {
-                        let extent = *sp.bounds.last()? as f64;
-                        let share = (end.saturating_sub(start)) as f64 / extent;
-                        let head = (features(*sp.ops.first()?)?, PartSpec { axis: sp.axis, start: 0.0, end: share });
-                        let tail = sp.ops[1..].iter().map(|&o| features(o).map(|f| f.part(sp.axis, 0.0, share))).collect::<Option<Vec<_>>>()?;
-                        (share > 0.0 && share <= 1.0).then_some((Some(head), tail))
-                    }),
-                };
-                if let Some((head, stage_ops)) = sample.filter(|_| st.measured_us.is_finite() && st.measured_us > 0.0) {
-                    out.push(PlanStageSample { model: name.to_string(), processor: st.processor.clone(), head, ops: stage_ops, measured_us: st.measured_us });
-                }
-            }
-            let (Ok(baselines), Some(all)) = (serde_json::from_str::<Vec<Baseline>>(&run.baselines), &all) else { continue };
-            for b in baselines {
-                let processor = b.processor.or_else(|| b.name.strip_prefix("single:").map(String::from));
-                if let Some(processor) = processor.filter(|_| b.measured_ms.is_finite() && b.measured_ms > 0.0) {
-                    out.push(PlanStageSample { model: name.to_string(), processor, head: None, ops: all.clone(), measured_us: b.measured_ms * 1e3 });
+            for st in details.stages.iter().filter(|st| st.measured_us.is_finite() && st.measured_us > 0.0) {
+                let Some([split, start, end]) = st.part else { continue };
+                let part = plan.splits.get(split).and_then(|sp| {
+                    let extent = *sp.bounds.last()? as f64;
+                    let share = end.saturating_sub(start) as f64 / extent;
+                    let head = (features(*sp.ops.first()?)?, PartSpec { axis: sp.axis, start: 0.0, end: share });
+                    let tail = sp.ops[1..].iter().map(|&o| features(o).map(|f| f.part(sp.axis, 0.0, share))).collect::<Option<Vec<_>>>()?;
+                    (share > 0.0 && share <= 1.0).then_some((head, tail))
+                });
+                if let Some((head, tail)) = part {
+                    out.push(PlanPartSample { model: name.to_string(), processor: st.processor.clone(), head, tail, measured_us: st.measured_us });
                 }
             }
         }
@@ -458,10 +442,10 @@ fn print_tables(out: &FitJson) -> Result<()> {
         s.push_str(&format!("  {}: {:.1} + {:.3} × sum + {:.2} × ops  ({:?}, {} models)\n", st.processor, st.fixed_us, st.factor, st.per_op_us, st.form, st.samples));
     }
     if out.in_plan.is_empty() {
-        s.push_str("in-plan calibration: no plan has run yet (`tandem run` stores per-stage timings the next fit learns from)\n");
+        s.push_str("in-plan calibration: no plan with splits has run yet (`tandem run` stores per-part timings the next fit learns from)\n");
     } else {
-        s.push_str(&format!("in-plan calibration (stage µs inside a running plan from its prediction alone; {} stages timed in plan runs):\n", out.training.plan_stage_samples));
-        let mut table = Table::new(&["processor", "model", "stages", "models", "measured / predicted", "mape % before", "after", "own", "time off % before", "after", "own"]);
+        s.push_str(&format!("in-plan calibration (split part µs inside a running plan from its prediction alone; {} parts timed in plan runs):\n", out.training.plan_part_samples));
+        let mut table = Table::new(&["processor", "model", "parts", "models", "measured / predicted", "mape % before", "after", "own", "time off % before", "after", "own"]);
         for c in &out.in_plan {
             let a = &c.accuracy;
             table.row(vec![
@@ -479,7 +463,7 @@ fn print_tables(out: &FitJson) -> Result<()> {
             ]);
         }
         s.push_str(&table.render());
-        s.push_str("  (after: the calibration fitted without the stage's model, '-' until plans of two models have run; own: each model's\n   own calibration, which re-planning it uses, fitted on half its stages predicting the other half; time off: the\n   time mispredicted as a share of the time measured, what a plan's latency feels)\n");
+        s.push_str("  (after: the calibration fitted without the part's model, '-' until plans of two models have run; own: each model's\n   own calibration, which re-planning it uses, fitted on half its parts predicting the other half; time off: the\n   time mispredicted as a share of the time measured, what a plan's latency feels)\n");
         let own: Vec<String> = out
             .in_plan
             .iter()
