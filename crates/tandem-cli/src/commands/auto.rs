@@ -308,8 +308,9 @@ fn print_summary(device: &Device, tuned: &Tuned, done: &Executed, steps: &Steps)
     }
     // Measuring is the point: when the plan loses to a processor running the model alone, say which
     // one to use instead rather than leave a ratio below 1 to be noticed.
+    let alone_on = |p: &str| matches!(plan.stages.as_slice(), [only] if only.processor == p);
     if let (Some(speedup), Some(best)) = (r.speedup_vs_best_baseline, r.best_baseline.as_ref()) {
-        if speedup < 1.0 {
+        if speedup < 1.0 && !alone_on(best.trim_start_matches("single:")) {
             out.push_str(&format!(
                 "the plan is {:.0}% slower than {best} as measured: run the model on {} alone (the cost models predicted otherwise; profiling again on a quieter machine may change that)\n",
                 100.0 * (1.0 / speedup - 1.0),
