@@ -28,7 +28,8 @@ pub struct Steps {
     pub fit: FitStep,
     /// Search time of the plan, milliseconds.
     pub tune_search_ms: f64,
-    /// Every plan run, in order: the first tuned plan, then one per calibration round.
+    /// Every plan run, in order: the first tuned plan, one per calibration round, and the fallback to
+    /// a processor alone when it ran.
     pub rounds: Vec<Round>,
     /// Wall time of the whole `auto`, seconds.
     pub elapsed_s: f64,
@@ -121,7 +122,10 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
             break;
         }
         let label = format!("calibration {round}/{}", args.calibrate);
-        step(json, &format!("{label}: the plan ran {:+.0}% off its prediction; refitting with its per-stage timings", -100.0 * error / (1.0 + error)));
+        // error = (predicted - measured) / measured, so measured / predicted = 1 / (1 + error).
+        let off = 1.0 / (1.0 + error) - 1.0;
+        let how = if off > 0.0 { "slower" } else { "faster" };
+        step(json, &format!("{label}: the plan ran {:.0}% {how} than predicted; refitting with its per-part timings", 100.0 * off.abs()));
         let f = super::fit::fit(&store, &device.id, db)?;
         fit = FitStep { version: f.version, fitted: true, within_10pct: Some(f.overall.within_10pct) };
         let next = super::tune::tune(&graph, &store, None, args.objective.into())?;
