@@ -16,7 +16,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::fit::{FitOptions, Prepared};
-use crate::models::{predict_standalone, CostModels, ProcessorModels, MIN_OWN_STAGES};
+use crate::models::{predict_standalone, CostModels, ProcessorModels, MIN_OWN_PARTS};
 use crate::stage::{StageModel, StagePoint, Weighting};
 use crate::sample::{Context, TrainingSet};
 use crate::transfer::TransferModels;
@@ -149,10 +149,10 @@ pub struct FitReport {
     pub leave_one_model_out: Vec<LeftOutModel>,
     /// Its summary.
     pub leave_one_model_out_summary: LeaveOneModelOut,
-    /// Per processor, how well stages timed inside plan runs are predicted, before and after the
-    /// in-plan calibration (empty until a plan has run).
+    /// Per processor, how well split parts timed inside plan runs are predicted, before and after
+    /// the in-plan calibration (empty until a plan with splits has run).
     #[serde(default)]
-    pub plan_stages: Vec<PlanStageAccuracy>,
+    pub in_plan: Vec<PlanPartAccuracy>,
     /// Every held-out prediction of the k-fold evaluation.
     #[serde(skip)]
     pub held_out: Vec<HeldOut>,
@@ -164,38 +164,39 @@ pub struct FitReport {
 
 /// How well one processor's split parts inside plan runs are predicted.
 ///
-/// `standalone` is what the planner predicted before calibration (the op and stage models fitted on
+/// `standalone` is what the planner predicted before calibration (the op models fitted on
 /// everything, since a model is always profiled before it is planned). `calibrated` adds the in-plan
-/// calibration fitted on the *other* models' plan runs (leave-one-model-out over plan stages), so it
+/// calibration fitted on the *other* models' plan runs (leave-one-model-out over the parts), so it
 /// says how well the calibration carries over to a model whose plans have never run; `None` until
-/// plans of two models have run on the processor.
+/// plans of two models have run on the processor. `own` is each model's own calibration, as
+/// re-planning a model that has run uses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanStageAccuracy {
+pub struct PlanPartAccuracy {
     /// The processor.
     pub processor: String,
     /// Split parts timed inside plan runs.
-    pub stages: usize,
+    pub parts: usize,
     /// Models whose plans ran.
     pub models: usize,
     /// Predictions without the in-plan calibration.
     pub standalone: Accuracy,
-    /// Predictions with a calibration fitted without the stage's model.
+    /// Predictions with a calibration fitted without the part's model.
     pub calibrated: Option<Accuracy>,
-    /// Median of measured / standalone prediction (how much slower stages run inside plans).
+    /// Median of measured / standalone prediction (how much slower parts run inside plans).
     pub median_ratio: f64,
     /// Time mispredicted, as a share of the time measured (Σ |predicted - measured| / Σ measured,
-    /// percent): what a plan's latency, a sum of stage times, feels. Stand-alone predictions.
+    /// percent): what a plan's latency, a sum of stage and part times, feels. Stand-alone predictions.
     #[serde(default)]
     pub standalone_time_error_pct: f64,
     /// The same with the calibration held out by model.
     #[serde(default)]
     pub calibrated_time_error_pct: Option<f64>,
-    /// The same with each model's own calibration, held out 2-fold over its stages.
+    /// The same with each model's own calibration, held out 2-fold over its parts.
     #[serde(default)]
     pub own_time_error_pct: Option<f64>,
-    /// Predictions with a calibration fitted on the same model's other stages (2-fold over its
-    /// stages, odd against even), as re-planning a model that has run uses: `None` where no model has
-    /// enough stages (twice [`crate::MIN_OWN_STAGES`]).
+    /// Predictions with a calibration fitted on the same model's other parts (2-fold over its
+    /// distinct parts, dealt alternately), as re-planning a model that has run uses: `None` where no
+    /// model has enough parts (twice [`crate::MIN_OWN_PARTS`] in all, and that many in each half).
     #[serde(default)]
     pub own: Option<Accuracy>,
     /// The same, per model.
@@ -203,16 +204,16 @@ pub struct PlanStageAccuracy {
     pub own_models: Vec<OwnCalibration>,
 }
 
-/// How well a model's own in-plan calibration predicts its stages on one processor.
+/// How well a model's own in-plan calibration predicts its split parts on one processor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OwnCalibration {
     /// The model.
     pub model: String,
-    /// Its stages timed on the processor.
-    pub stages: usize,
+    /// Its parts timed on the processor.
+    pub parts: usize,
     /// Median of measured / standalone prediction over them.
     pub median_ratio: f64,
-    /// 2-fold held out over its stages.
+    /// 2-fold held out over its parts.
     pub accuracy: Accuracy,
     /// Σ |predicted - measured| and Σ measured of those predictions, µs.
     #[serde(skip)]
@@ -228,19 +229,19 @@ fn pct_of((miss, total): (f64, f64)) -> f64 {
     if total > 0.0 { 100.0 * miss / total } else { 0.0 }
 }
 
-/// Accuracy of the predictions of stages timed inside plan runs, per processor (see
-/// [`PlanStageAccuracy`]); `all` are the models fitted on everything.
-fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAccuracy> {
+/// Accuracy of the predictions of split parts timed inside plan runs, per processor (see
+/// [`PlanPartAccuracy`]); `all` are the models fitted on everything.
+fn plan_part_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanPartAccuracy> {
     let set = &p.set.plan_parts;
     if set.is_empty() {
         return vec![];
     }
-    let mut with_stages: Vec<usize> = p.plan_stage_model.clone();
-    with_stages.sort();
-    with_stages.dedup();
-    // Per left-out model, the calibration refitted without its plan stages.
-    let held: Vec<Vec<ProcessorModels>> = if with_stages.len() >= 2 {
-        with_stages
+    let mut with_parts: Vec<usize> = p.plan_part_model.clone();
+    with_parts.sort();
+    with_parts.dedup();
+    // Per left-out model, the calibration refitted without its parts.
+    let held: Vec<Vec<ProcessorModels>> = if with_parts.len() >= 2 {
+        with_parts
             .iter()
             .map(|&m| {
                 let mut fitted = all.to_vec();
@@ -262,14 +263,14 @@ fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAc
             mine.iter()
                 .zip(&standalone)
                 .map(|(&k, &(_, measured))| {
-                    let fitted = &held[with_stages.binary_search(&p.plan_stage_model[k]).unwrap_or(0)];
+                    let fitted = &held[with_parts.binary_search(&p.plan_part_model[k]).unwrap_or(0)];
                     (fitted[i].in_plan.predict(predict_standalone(fitted, i, &set[k]), set[k].op_count()), measured)
                 })
                 .collect()
         });
         let calibrated = calibrated_pairs.as_ref().map(|c| Accuracy::of(c.iter().copied()));
         let ratios: Vec<f64> = standalone.iter().map(|(pred, measured)| measured / pred).collect();
-        let mut models: Vec<usize> = mine.iter().map(|&k| p.plan_stage_model[k]).collect();
+        let mut models: Vec<usize> = mine.iter().map(|&k| p.plan_part_model[k]).collect();
         models.sort();
         models.dedup();
         let own_models: Vec<OwnCalibration> = models.iter().filter_map(|&m| own_calibration(p, all, i, m)).collect();
@@ -278,9 +279,9 @@ fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAc
             let weighted = |f: &dyn Fn(&Accuracy) -> f64| own_models.iter().map(|o| f(&o.accuracy) * o.accuracy.n as f64).sum::<f64>() / n as f64;
             Accuracy { n, mape: weighted(&|a| a.mape), within_10pct: weighted(&|a| a.within_10pct) }
         });
-        out.push(PlanStageAccuracy {
+        out.push(PlanPartAccuracy {
             processor: pm.processor.clone(),
-            stages: mine.len(),
+            parts: mine.len(),
             models: models.len(),
             standalone: Accuracy::of(standalone.iter().copied()),
             calibrated,
@@ -296,17 +297,17 @@ fn plan_stage_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanStageAc
     out
 }
 
-/// Model `m`'s own calibration on processor `index`, held out 2-fold over its stages (each half
-/// predicted by a calibration fitted on the other); `None` with fewer than twice
-/// [`MIN_OWN_STAGES`] stages. The same stage timed in several runs stays in one half, so no stage is
-/// predicted from its own timing.
+/// Model `m`'s own calibration on processor `index`, held out 2-fold over its parts (each half
+/// predicted by a calibration fitted on the other); `None` with fewer than [`MIN_OWN_PARTS`] parts
+/// in either half. The same part timed in several runs stays in one half, so no part is predicted
+/// from its own timing.
 fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize) -> Option<OwnCalibration> {
     let points = p.plan_points(all, index, &|mm| mm == m);
-    if points.len() < 2 * MIN_OWN_STAGES {
+    if points.len() < 2 * MIN_OWN_PARTS {
         return None;
     }
-    // A stage's identity: its ops' work and its part, as they are (identical across runs of a plan).
-    // Distinct stages are dealt to the two halves alternately, in the order they first appear.
+    // A part's identity: its ops' work and its share, as they are (identical across runs of a plan).
+    // Distinct parts are dealt to the two halves alternately, in the order they first appear.
     let identity = |k: usize| -> Vec<u64> {
         let s = &p.set.plan_parts[k];
         let mut id: Vec<u64> = s.tail.iter().chain([&s.head.0]).flat_map(|op| [op.macs.to_bits(), op.bytes_in.to_bits(), op.bytes_out.to_bits()]).collect();
@@ -328,7 +329,7 @@ fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize
     }
     let fold = |k: usize| fold_of[&k];
     let half = |parity: usize| -> Vec<StagePoint> { points.iter().filter(|(_, k, _)| fold(*k) == parity).map(|(_, _, q)| *q).collect() };
-    if half(0).len() < MIN_OWN_STAGES || half(1).len() < MIN_OWN_STAGES {
+    if half(0).len() < MIN_OWN_PARTS || half(1).len() < MIN_OWN_PARTS {
         return None;
     }
     let mut pairs = vec![];
@@ -338,7 +339,7 @@ fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize
     }
     Some(OwnCalibration {
         model: p.models[m].clone(),
-        stages: points.len(),
+        parts: points.len(),
         median_ratio: median(points.iter().map(|(_, _, q)| q.measured_us / q.ops_sum_us).collect()),
         accuracy: Accuracy::of(pairs.iter().copied()),
         time: time_miss(pairs.into_iter()),
@@ -529,7 +530,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
     let started = Instant::now();
     let held = k_fold(&prepared, opts);
     let (lomo_ops, lomo_whole) = leave_one_model_out(&prepared, opts);
-    let plan_stages = plan_stage_accuracy(&prepared, &models.processors);
+    let in_plan = plan_part_accuracy(&prepared, &models.processors);
     let df = frame(&held)?;
     let in_model = col("target").eq(lit("in_model"));
     let big = col("measured_us").gt(lit(50.0));
@@ -574,7 +575,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
         slices,
         leave_one_model_out: lomo_whole,
         leave_one_model_out_summary: summary,
-        plan_stages,
+        in_plan,
         held_out: held,
         fit_s,
         evaluate_s,
@@ -595,7 +596,7 @@ impl FitReport {
             && self.slices.iter().all(|s| acc(&s.accuracy))
             && self.leave_one_model_out.iter().all(|l| l.predicted_ms.is_finite() && l.measured_ms.is_finite() && l.error.is_finite())
             && acc(&self.leave_one_model_out_summary.ops)
-            && self.plan_stages.iter().all(|a| {
+            && self.in_plan.iter().all(|a| {
                 acc(&a.standalone) && a.calibrated.as_ref().is_none_or(acc) && a.own.as_ref().is_none_or(acc) && a.median_ratio.is_finite() && a.own_models.iter().all(|o| acc(&o.accuracy) && o.median_ratio.is_finite())
             })
     }

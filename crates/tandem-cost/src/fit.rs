@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::models::{predict_standalone, reference_of, CostModels, ProcessorModels, MIN_OWN_STAGES};
+use crate::models::{predict_standalone, reference_of, CostModels, ProcessorModels, MIN_OWN_PARTS};
 use crate::opmodel::{fit_context, OpFitOptions, Row};
 use crate::sample::{Context, TrainingSet};
 use crate::stage::{StageModel, StagePoint, Weighting};
@@ -48,7 +48,7 @@ pub(crate) struct Prepared<'a> {
     /// Whole-model timings: (model index, processor) -> point.
     pub stage_points: BTreeMap<(usize, String), StagePoint>,
     /// Per split part timed in a plan (`set.plan_parts`), the index of its model.
-    pub plan_stage_model: Vec<usize>,
+    pub plan_part_model: Vec<usize>,
 }
 
 impl<'a> Prepared<'a> {
@@ -83,8 +83,8 @@ impl<'a> Prepared<'a> {
             .into_iter()
             .map(|(m, p, point)| ((model_index(&m), p), point))
             .collect();
-        let plan_stage_model = set.plan_parts.iter().map(|s| model_index(&s.model)).collect();
-        Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points, plan_stage_model })
+        let plan_part_model = set.plan_parts.iter().map(|s| model_index(&s.model)).collect();
+        Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points, plan_part_model })
     }
 
     /// Fits every model on the rows and whole-model timings `keep` accepts (by row and by model).
@@ -142,8 +142,8 @@ impl<'a> Prepared<'a> {
 
     /// Fits every processor's in-plan calibration on the split parts timed in plans of the models
     /// `keep_model` accepts, against what `fitted` predicts for each alone (see [`crate::PlanPartSample`]).
-    /// The form is chosen as the stage model's is; a processor without plan stages keeps the identity.
-    /// Each model with at least [`MIN_OWN_STAGES`] parts on a processor also gets a calibration of
+    /// The form is chosen as the stage model's is; a processor without parts keeps the identity.
+    /// Each model with at least [`MIN_OWN_PARTS`] parts on a processor also gets a calibration of
     /// its own there (`in_plan_of_model`).
     pub(crate) fn fit_in_plan(&self, fitted: &mut [ProcessorModels], keep_model: &dyn Fn(usize) -> bool) {
         for i in 0..fitted.len() {
@@ -153,7 +153,7 @@ impl<'a> Prepared<'a> {
             let mut own = BTreeMap::new();
             for (m, name) in self.models.iter().enumerate() {
                 let mine: Vec<StagePoint> = points.iter().filter(|(pm, _, _)| *pm == m).map(|(_, _, p)| *p).collect();
-                if mine.len() >= MIN_OWN_STAGES {
+                if mine.len() >= MIN_OWN_PARTS {
                     own.insert(name.clone(), StageModel::fit_weighted(&mine, Weighting::Time));
                 }
             }
@@ -167,7 +167,7 @@ impl<'a> Prepared<'a> {
         self.set
             .plan_parts
             .iter()
-            .zip(&self.plan_stage_model)
+            .zip(&self.plan_part_model)
             .enumerate()
             .filter(|(_, (s, m))| s.processor == fitted[index].processor && keep_model(**m))
             .map(|(k, (s, &m))| (m, k, StagePoint { ops_sum_us: predict_standalone(fitted, index, s), ops: s.op_count() as f64, measured_us: s.measured_us }))

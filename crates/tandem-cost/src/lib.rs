@@ -44,7 +44,7 @@
 //! to it, `fixed + factor · predicted (+ per_op · ops)`, fitted with every microsecond weighted alike
 //! ([`Weighting::Time`]), and the planner applies it to every split part it considers
 //! ([`CostModels::plan_part_us`]). A model whose plans have run also gets one of its own
-//! ([`CostModels::for_model`]). Its accuracy is reported held out ([`PlanStageAccuracy`]).
+//! ([`CostModels::for_model`]). Its accuracy is reported held out ([`PlanPartAccuracy`]).
 //!
 //! **Transfers**, per processor pair: `fixed + per_byte · bytes` ([`TransferModel`]).
 //!
@@ -74,9 +74,9 @@ pub mod term;
 pub mod transfer;
 
 pub use contention::{ContentionFactors, ContentionSample};
-pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, OwnCalibration, PlanStageAccuracy, SliceAccuracy};
+pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, OwnCalibration, PlanPartAccuracy, SliceAccuracy};
 pub use fit::{fit, FitOptions};
-pub use models::{reference_of, CostModels, ProcessorModels, MIN_OWN_STAGES};
+pub use models::{reference_of, CostModels, ProcessorModels, MIN_OWN_PARTS};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
 pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, IN_PLAN_OF_MODEL, STAGE, TRANSFER};
 pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanPartSample, TrainingSet, TransferSample};

@@ -28,7 +28,7 @@ pub struct ProcessorModels {
     #[serde(default)]
     pub in_plan: StageModel,
     /// The in-plan calibration fitted on one model's own plan runs alone (models with at least
-    /// [`MIN_OWN_STAGES`] parts timed on this processor), by model name: how much slower *that*
+    /// [`MIN_OWN_PARTS`] parts timed on this processor), by model name: how much slower *that*
     /// model's parts run inside its plans. Re-planning a model that has run uses its own
     /// ([`CostModels::for_model`]); the pooled one is for models whose plans never ran.
     #[serde(default)]
@@ -56,7 +56,7 @@ pub(crate) fn predict_in(processors: &[ProcessorModels], index: usize, op: &OpFe
 }
 
 /// Fewest split parts of one model timed on a processor before it gets an in-plan calibration of its own.
-pub const MIN_OWN_STAGES: usize = 8;
+pub const MIN_OWN_PARTS: usize = 8;
 
 /// The reference of processor `id` among `ids` (see [`ProcessorModels::reference`]): for an id naming
 /// several cores (`cpu:0-1`, `cpu:4-7`, `cpu:0,2`), the processor of the same kind named by its first
@@ -83,12 +83,18 @@ impl ProcessorModels {
     }
 }
 
-/// What the planner predicts for a split part before in-plan calibration, µs: its head's isolated
-/// part plus its tail in context (as `tandem-plan` composes them).
+/// A split part's time alone, µs: its head's part run alone (a part is a model of its own) plus what
+/// the tail's parts add in context. One composition for the planner
+/// ([`CostModels::predict_chain_part`]) and for the calibration's fit, so that what is calibrated is
+/// what is planned with.
+fn chain_part_alone(processors: &[ProcessorModels], index: usize, head: &OpFeatures, spec: PartSpec, tail: &[OpFeatures]) -> f64 {
+    let tail: f64 = tail.iter().map(|o| predict_in(processors, index, o, Context::InModel)).sum();
+    predict_in(processors, index, &head.part(spec.axis, spec.start, spec.end), Context::Isolated) + tail
+}
+
+/// What the planner predicts for a split part timed in a plan, before in-plan calibration, µs.
 pub(crate) fn predict_standalone(processors: &[ProcessorModels], index: usize, part: &PlanPartSample) -> f64 {
-    let (op, spec) = &part.head;
-    let tail: f64 = part.tail.iter().map(|o| predict_in(processors, index, o, Context::InModel)).sum();
-    predict_in(processors, index, &op.part(spec.axis, spec.start, spec.end), Context::Isolated) + tail
+    chain_part_alone(processors, index, &part.head.0, part.head.1, &part.tail)
 }
 
 /// Every fitted model of one device, one version: op models per (processor, context, kind), stage
@@ -167,6 +173,16 @@ impl CostModels {
         let Some(i) = self.processors.iter().position(|p| p.processor == processor) else { return f64::INFINITY };
         let sum: f64 = ops.iter().map(|o| predict_in(&self.processors, i, o, Context::InModel)).sum();
         self.processors[i].stage.predict(sum, ops.len())
+    }
+
+    /// A split part's predicted time alone, µs: the part `spec` of `head` run alone, plus `tail`
+    /// (the rest of the chain, already cut to the part) in context; before in-plan calibration
+    /// ([`CostModels::plan_part_us`]).
+    pub fn predict_chain_part(&self, processor: &str, head: &OpFeatures, spec: PartSpec, tail: &[OpFeatures]) -> f64 {
+        match self.processors.iter().position(|p| p.processor == processor) {
+            Some(i) => chain_part_alone(&self.processors, i, head, spec, tail),
+            None => f64::INFINITY,
+        }
     }
 
     /// A split part's predicted time inside a running plan, µs: the in-plan calibration

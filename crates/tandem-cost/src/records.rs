@@ -109,7 +109,7 @@ impl FitReport {
                 within_10pct: (!lomo.is_empty()).then(|| lomo.iter().filter(|e| **e <= 0.1).count() as f64 / lomo.len() as f64),
                 fallback_of: None,
             });
-            let held_out = self.plan_stages.iter().find(|a| a.processor == p.processor);
+            let held_out = self.in_plan.iter().find(|a| a.processor == p.processor);
             out.push(ModelRecord {
                 processor: p.processor.clone(),
                 op_kind: IN_PLAN.into(),

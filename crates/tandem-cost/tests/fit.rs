@@ -249,13 +249,13 @@ fn in_plan_calibration_learns_how_much_slower_stages_run_inside_plans() {
     // Stages run 1.4x slower plus 30 µs inside a plan than their ops predict alone.
     let mut set = synthetic(5, 30, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
     let before = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
-    assert!(before.plan_stages.is_empty(), "no plan has run: {:?}", before.plan_stages);
+    assert!(before.in_plan.is_empty(), "no plan has run: {:?}", before.in_plan);
     assert_eq!(before.models.processor("cpu:0").unwrap().in_plan.form, StageForm::Sum, "the identity before any plan run");
 
     set.plan_parts = plan_parts(&set, 1.4, 30.0, 4);
     let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
-    let acc = &report.plan_stages[0];
-    assert_eq!(acc.stages, set.plan_parts.len());
+    let acc = &report.in_plan[0];
+    assert_eq!(acc.parts, set.plan_parts.len());
     assert_eq!(acc.models, 5);
     assert!((acc.median_ratio - 1.4).abs() < 0.15, "{acc:?}");
     // Held out by model, the calibration predicts what the stand-alone prediction misses by ~40%.
@@ -300,7 +300,7 @@ fn a_model_whose_plans_ran_gets_a_calibration_of_its_own() {
     }
     set.plan_parts = stages;
     let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
-    let acc = &report.plan_stages[0];
+    let acc = &report.in_plan[0];
     let (pooled, own) = (acc.calibrated.unwrap(), acc.own.expect("every model has 21 stages"));
     assert_eq!(acc.own_models.len(), 5, "{acc:?}");
     assert!(own.mape < 5.0 && own.within_10pct > 0.9, "own {own:?}");

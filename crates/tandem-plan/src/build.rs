@@ -148,11 +148,9 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
                             if !chain.iter().all(|&o| runs(o, p)) {
                                 return None;
                             }
-                            // The head runs alone (a part is a model of its own); what follows adds its
-                            // in-context time.
-                            let head = models.predict_split_part(ids[p], &features(&graph.ops[chain[0]]), PartSpec { axis, start: 0.0, end: share });
-                            let tail: f64 = chain[1..].iter().map(|&o| models.predict_op(ids[p], &features(&graph.ops[o]).part(axis, 0.0, share))).sum();
-                            finite(models.plan_part_us(ids[p], head + tail, chain.len()))
+                            let tail: Vec<OpFeatures> = chain[1..].iter().map(|&o| features(&graph.ops[o]).part(axis, 0.0, share)).collect();
+                            let alone = models.predict_chain_part(ids[p], &features(&graph.ops[chain[0]]), PartSpec { axis, start: 0.0, end: share }, &tail);
+                            finite(models.plan_part_us(ids[p], alone, chain.len()))
                         })
                         .collect()
                 })

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 use tandem_cost::{
     Accuracy, FitOptions, KindAccuracy, LeaveOneModelOut, LeftOutModel, ModelSample, OpFeatures, OpSample, PartSpec,
-    PlanPartSample, PlanStageAccuracy, SliceAccuracy, StageForm, TrainingSet, TransferSample,
+    PlanPartSample, PlanPartAccuracy, SliceAccuracy, StageForm, TrainingSet, TransferSample,
 };
 use tandem_store::{CostModelRow, MeasurementRow, ModelRow, Store, Target};
 
@@ -26,7 +26,8 @@ use crate::table::Table;
 ///   "leave_one_model_out": [{model, processor, predicted_ms, measured_ms, error}],
 ///   "leave_one_model_out_summary": {pairs, within_10pct, mape, ops {..}, ops_above_50us {..}},
 ///   "stages": [{processor, form, fixed_us, factor, per_op_us, samples, reference}],
-///   "in_plan": [{processor, form, fixed_us, factor, per_op_us, stages, models, standalone {..}, calibrated {..} | null, median_ratio}],
+///   "in_plan": [{processor, form, fixed_us, factor, per_op_us, parts, models, standalone {..}, calibrated {..} | null, median_ratio,
+///                standalone_time_error_pct, calibrated_time_error_pct, own_time_error_pct, own {..} | null, own_models [..]}],
 ///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],
 ///   "training": {models, op_samples, model_samples, transfer_samples, skipped},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
@@ -104,7 +105,7 @@ pub struct InPlanJson {
     pub per_op_us: f64,
     /// The processor, and how its split parts are predicted before and after calibration.
     #[serde(flatten)]
-    pub accuracy: PlanStageAccuracy,
+    pub accuracy: PlanPartAccuracy,
 }
 
 /// One transfer model.
@@ -212,7 +213,7 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
             })
             .collect(),
         in_plan: report
-            .plan_stages
+            .in_plan
             .iter()
             .filter_map(|a| {
                 let m = &report.models.processor(&a.processor)?.in_plan;
@@ -322,10 +323,10 @@ fn plan_parts(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTre
     for plan_row in store.plans(model_id, device)? {
         let Ok(plan) = serde_json::from_str::<tandem_plan::Plan>(&plan_row.plan) else { continue };
         for run in store.runs(plan_row.id)? {
-            let Ok(details) = serde_json::from_str::<Details>(&run.details) else { continue };
             if !run.verified {
                 continue;
             }
+            let Ok(details) = serde_json::from_str::<Details>(&run.details) else { continue };
             for st in details.stages.iter().filter(|st| st.measured_us.is_finite() && st.measured_us > 0.0) {
                 let Some([split, start, end]) = st.part else { continue };
                 let part = plan.splits.get(split).and_then(|sp| {
@@ -451,7 +452,7 @@ fn print_tables(out: &FitJson) -> Result<()> {
             table.row(vec![
                 c.accuracy.processor.clone(),
                 format!("{:.1} + {:.3} × predicted + {:.2} × ops", c.fixed_us, c.factor, c.per_op_us),
-                a.stages.to_string(),
+                a.parts.to_string(),
                 a.models.to_string(),
                 format!("{:.2}", a.median_ratio),
                 format!("{:.1}", a.standalone.mape),

@@ -62,7 +62,7 @@ fn the_next_fit_learns_from_the_plan_run_and_auto_keeps_the_best_measured_plan()
     let fit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(fit["training"]["plan_part_samples"].as_i64(), Some(parts), "{}", fit["training"]);
     let in_plan = fit["in_plan"].as_array().unwrap();
-    let total: i64 = in_plan.iter().map(|c| c["stages"].as_i64().unwrap()).sum();
+    let total: i64 = in_plan.iter().map(|c| c["parts"].as_i64().unwrap()).sum();
     assert_eq!(total, parts);
     for c in in_plan {
         assert!(c["processor"].as_str().is_some_and(|p| p.starts_with("cpu:")), "{c}");
