@@ -127,6 +127,9 @@ pub(crate) fn features(model: &TypedModel, id: usize) -> std::collections::BTree
         (&p.pool_spec, 1)
     } else if let Some(p) = node.op_as::<SumPool>() {
         (&p.pool_spec, 1)
+    } else if node.op_is::<EinSum>() {
+        carried_axes(model, id, &mut f);
+        return f;
     } else {
         return f;
     };
@@ -142,7 +145,38 @@ pub(crate) fn features(model: &TypedModel, id: usize) -> std::collections::BTree
             for (i, d) in s.hw_dims().iter().enumerate().take(2) {
                 f.insert(["out_h", "out_w"][i].to_string(), *d as i64);
             }
+            // Which output axes hold channels and rows: tract drops a batch of 1 from some ops (CHW,
+            // channels on axis 0) and not others (NCHW, axis 1), and a split names the axis it cuts.
+            f.insert("channel_axis".into(), s.c_axis() as i64);
+            f.insert("row_axis".into(), s.h_axis() as i64);
         }
     }
     f
+}
+
+/// For a matrix product: which output axes its constant operand (the weights) carries, and which
+/// its activations carry, as bit masks `weight_axes` and `input_axes`. A split along a weights axis
+/// reads a slice of the weights and all of the activations, and the reverse along an activations
+/// axis; the output's rank alone does not say which is which (`[tokens, features]`, `[channels,
+/// pixels]`, `[batch, tokens, features]`).
+fn carried_axes(model: &TypedModel, id: usize, f: &mut std::collections::BTreeMap<String, i64>) {
+    let node = &model.nodes[id];
+    let Ok(mapping) = model.node_axes_mapping(id) else { return };
+    let rank = node.outputs[0].fact.rank();
+    let (mut weights, mut inputs) = (0i64, 0i64);
+    for axis in 0..rank.min(31) {
+        let Ok(repr) = mapping.axis((InOut::Out(0), axis)) else { return };
+        for (slot, input) in node.inputs.iter().enumerate() {
+            if repr.inputs.get(slot).is_none_or(|p| p.is_empty()) {
+                continue;
+            }
+            if model.nodes[input.node].op.name() == "Const" {
+                weights |= 1 << axis;
+            } else {
+                inputs |= 1 << axis;
+            }
+        }
+    }
+    f.insert("weight_axes".into(), weights);
+    f.insert("input_axes".into(), inputs);
 }

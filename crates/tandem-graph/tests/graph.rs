@@ -187,3 +187,42 @@ fn conv_then_activation_chains_split() {
     }
     assert!(checked >= 10, "only {checked} conv+activation chains found");
 }
+
+/// The axes a cost model needs to describe a split part: where a convolution's channels, rows and
+/// columns are in its output (NCHW, or CHW where tract dropped the batch), and which output axes a
+/// matrix product's weights and activations carry.
+#[test]
+fn ops_record_which_output_axis_holds_what_and_offer_rows_before_columns() {
+    let (mut convs, mut products) = (0, 0);
+    let shared = shared_models().into_iter().map(|(path, shapes)| Graph::load(&path, &shapes).unwrap());
+    for g in zoo_graphs().into_iter().chain(shared) {
+        for op in &g.ops {
+            let shape = &op.outputs[0].shape;
+            let get = |k: &str| op.features.get(k).copied();
+            if let (Some(c), Some(r)) = (get("channel_axis"), get("row_axis")) {
+                let (c, r) = (c as usize, r as usize);
+                assert_eq!(shape[c] as i64, get("out_channels").unwrap(), "{}: {} {shape:?}", g.name, op.name);
+                assert_eq!(shape[r] as i64, get("out_h").unwrap(), "{}: {} {shape:?}", g.name, op.name);
+                assert_eq!(shape[r + 1] as i64, get("out_w").unwrap(), "{}: {} {shape:?}", g.name, op.name);
+                if shape[r] > 1 {
+                    assert!(!op.split_axes.contains(&(r + 1)), "{}: {} offers its columns, {:?}", g.name, op.name, op.split_axes);
+                    // Still a valid split when asked for.
+                    let dim = shape[r + 1];
+                    if dim > 1 && op.split_axes.contains(&r) {
+                        g.split(&[op.id], r + 1, &[0, dim / 2, dim]).unwrap_or_else(|e| panic!("{}: {e}", op.name));
+                    }
+                }
+                convs += 1;
+            }
+            if op.kind == "EinSum" {
+                let (w, i) = (get("weight_axes").unwrap(), get("input_axes").unwrap());
+                assert!(w | i != 0, "{}: {}", g.name, op.name);
+                for &a in &op.split_axes {
+                    assert!((w | i) >> a & 1 == 1, "{}: {} split on axis {a}, carried by nothing ({w:b}, {i:b})", g.name, op.name);
+                }
+                products += 1;
+            }
+        }
+    }
+    assert!(convs > 10 && products > 5, "{convs} convolutions, {products} matrix products");
+}
