@@ -116,6 +116,23 @@ pub struct LeftOutModel {
     pub measured_ms: f64,
     /// Signed relative error, (predicted - measured) / measured.
     pub error: f64,
+    /// Where the error comes from: per op kind, the in-context predictions against the in-context
+    /// timings of the model's ops of that kind, largest error first.
+    #[serde(default)]
+    pub kinds: Vec<KindShare>,
+}
+
+/// One op kind's share of a left-out model's predicted and measured in-context time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindShare {
+    /// The op kind.
+    pub kind: String,
+    /// The model's ops of this kind.
+    pub ops: usize,
+    /// Their predicted in-context times, summed, ms.
+    pub predicted_ms: f64,
+    /// Their measured in-context times, summed, ms.
+    pub measured_ms: f64,
 }
 
 /// Leave-one-model-out in summary.
@@ -372,7 +389,10 @@ fn predict_row(p: &Prepared, fitted: &[ProcessorModels], row: usize) -> HeldOut 
         kind: s.op.kind.clone(),
         target: target_of(s).to_string(),
         measured_us: s.median_us,
-        predicted_us: crate::models::predict_in(fitted, index, &r.features, s.context),
+        predicted_us: match s.part {
+            Some(part) => crate::models::predict_part_in(fitted, index, &s.op, part, s.context),
+            None => crate::models::predict_in(fitted, index, &r.features, s.context),
+        },
     }
 }
 
@@ -418,6 +438,7 @@ fn leave_one_model_out(p: &Prepared, opts: &FitOptions) -> (Vec<HeldOut>, Vec<Le
                 predicted_ms: predicted / 1e3,
                 measured_ms: ms.median_us / 1e3,
                 error: (predicted - ms.median_us) / ms.median_us,
+                kinds: kind_shares(&mine),
             });
         }
         (ops, whole)
@@ -430,6 +451,20 @@ fn leave_one_model_out(p: &Prepared, opts: &FitOptions) -> (Vec<HeldOut>, Vec<Le
         whole.extend(w);
     }
     (ops, whole)
+}
+
+/// The held-out predictions summed per op kind, the kind mispredicted by the most time first.
+fn kind_shares(held: &[&HeldOut]) -> Vec<KindShare> {
+    let mut by_kind: std::collections::BTreeMap<&str, KindShare> = std::collections::BTreeMap::new();
+    for h in held {
+        let e = by_kind.entry(h.kind.as_str()).or_insert_with(|| KindShare { kind: h.kind.clone(), ops: 0, predicted_ms: 0.0, measured_ms: 0.0 });
+        e.ops += 1;
+        e.predicted_ms += h.predicted_us / 1e3;
+        e.measured_ms += h.measured_us / 1e3;
+    }
+    let mut shares: Vec<KindShare> = by_kind.into_values().collect();
+    shares.sort_by(|a, b| (b.predicted_ms - b.measured_ms).abs().total_cmp(&(a.predicted_ms - a.measured_ms).abs()));
+    shares
 }
 
 /// Runs `f(0..n)` on up to as many threads as the machine has cores, concatenating the results in order.
@@ -594,7 +629,7 @@ impl FitReport {
             && self.kinds.iter().all(|k| k.mape.is_finite() && k.within_10pct.is_finite())
             && acc(&self.overall)
             && self.slices.iter().all(|s| acc(&s.accuracy))
-            && self.leave_one_model_out.iter().all(|l| l.predicted_ms.is_finite() && l.measured_ms.is_finite() && l.error.is_finite())
+            && self.leave_one_model_out.iter().all(|l| l.predicted_ms.is_finite() && l.measured_ms.is_finite() && l.error.is_finite() && l.kinds.iter().all(|k| k.predicted_ms.is_finite() && k.measured_ms.is_finite()))
             && acc(&self.leave_one_model_out_summary.ops)
             && self.in_plan.iter().all(|a| {
                 acc(&a.standalone) && a.calibrated.as_ref().is_none_or(acc) && a.own.as_ref().is_none_or(acc) && a.median_ratio.is_finite() && a.own_models.iter().all(|o| acc(&o.accuracy) && o.median_ratio.is_finite())

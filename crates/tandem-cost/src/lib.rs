@@ -74,7 +74,7 @@ pub mod term;
 pub mod transfer;
 
 pub use contention::{ContentionFactors, ContentionSample};
-pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, LeaveOneModelOut, LeftOutModel, OwnCalibration, PlanPartAccuracy, SliceAccuracy};
+pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, KindShare, LeaveOneModelOut, LeftOutModel, OwnCalibration, PlanPartAccuracy, SliceAccuracy};
 pub use fit::{fit, FitOptions};
 pub use models::{reference_of, CostModels, ProcessorModels, MIN_OWN_PARTS};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};

@@ -55,6 +55,20 @@ pub(crate) fn predict_in(processors: &[ProcessorModels], index: usize, op: &OpFe
     })
 }
 
+/// The predicted time of the part `spec` of `whole` in `context`, µs, anchored to the whole op
+/// ([`crate::ContextModels::predict_part_with`]).
+pub(crate) fn predict_part_in(processors: &[ProcessorModels], index: usize, whole: &OpFeatures, spec: PartSpec, context: Context) -> f64 {
+    let p = &processors[index];
+    let part = whole.part(spec.axis, spec.start, spec.end);
+    p.context(context).predict_part_with(whole, &part, &|f| match &p.reference {
+        Some(r) => match processors.iter().find(|q| &q.processor == r) {
+            Some(q) => q.context(context).predict(f),
+            None => f64::INFINITY,
+        },
+        None => 0.0,
+    })
+}
+
 /// Fewest split parts of one model timed on a processor before it gets an in-plan calibration of its own.
 pub const MIN_OWN_PARTS: usize = 8;
 
@@ -89,7 +103,7 @@ impl ProcessorModels {
 /// what is planned with.
 fn chain_part_alone(processors: &[ProcessorModels], index: usize, head: &OpFeatures, spec: PartSpec, tail: &[OpFeatures]) -> f64 {
     let tail: f64 = tail.iter().map(|o| predict_in(processors, index, o, Context::InModel)).sum();
-    predict_in(processors, index, &head.part(spec.axis, spec.start, spec.end), Context::Isolated) + tail
+    predict_part_in(processors, index, head, spec, Context::Isolated) + tail
 }
 
 /// What the planner predicts for a split part timed in a plan, before in-plan calibration, µs.
@@ -158,7 +172,10 @@ impl CostModels {
     /// `[part.start, part.end)` of it, run on its own on `processor` (as split parts run), µs.
     #[inline]
     pub fn predict_split_part(&self, processor: &str, op: &OpFeatures, part: PartSpec) -> f64 {
-        self.predict_op_in(processor, &op.part(part.axis, part.start, part.end), Context::Isolated)
+        match self.processors.iter().position(|p| p.processor == processor) {
+            Some(i) => predict_part_in(&self.processors, i, op, part, Context::Isolated),
+            None => f64::INFINITY,
+        }
     }
 
     /// The predicted time to hand `bytes` from `src` to `dst`, µs (0 on the same processor).

@@ -60,6 +60,15 @@ impl OpModel {
         self.base.predict_with(f, reference_us) * self.neighbours.correction(c).exp()
     }
 
+    /// The predicted time of `part`, a split part of `whole`, given the reference processor's
+    /// prediction for the part: the base model's, corrected by the part's neighbours and anchored to
+    /// the whole op's correction ([`Neighbours::part_correction`]).
+    #[inline]
+    pub fn predict_part_with(&self, whole: &OpFeatures, part: &OpFeatures, reference_us: f64) -> f64 {
+        let anchor = self.neighbours.correction(&coords(whole));
+        self.base.predict_with(part, reference_us) * self.neighbours.part_correction(&coords(part), anchor).exp()
+    }
+
     /// Whether the base needs the reference processor's prediction.
     #[inline]
     pub fn uses_reference(&self) -> bool {
@@ -108,6 +117,19 @@ impl ContextModels {
         };
         let r = if base.uses_reference() { reference(f) } else { 0.0 };
         base.predict_with(f, r)
+    }
+
+    /// The predicted time of `part`, a split part of `whole`, µs: as [`ContextModels::predict_with`],
+    /// the kind's correction anchored to the whole op's ([`OpModel::predict_part_with`]).
+    #[inline]
+    pub fn predict_part_with(&self, whole: &OpFeatures, part: &OpFeatures, reference: &dyn Fn(&OpFeatures) -> f64) -> f64 {
+        match self.kinds.get(part.kind.as_str()) {
+            Some(m) => {
+                let r = if m.uses_reference() { reference(part) } else { 0.0 };
+                m.predict_part_with(whole, part, r)
+            }
+            None => self.predict_with(part, reference),
+        }
     }
 
     /// The predicted time of an op, µs, for models that use no reference processor (with one, see

@@ -86,6 +86,20 @@ pub struct KernelParams {
     pub out_h: u32,
     /// Output width.
     pub out_w: u32,
+    /// The output axis of channels (0 where tract dropped a batch of 1: CHW; 1 for NCHW).
+    #[serde(default)]
+    pub channel_axis: u32,
+    /// The output axis of rows (the next one holds columns). With `channel_axis`, 0 means unknown
+    /// (profiles stored before tandem recorded them), read as NCHW: see [`KernelParams::axes`].
+    #[serde(default)]
+    pub row_axis: u32,
+    /// For a matrix product, bit `a` set when its weights carry output axis `a` (a cut along it
+    /// slices the weights); 0 with `input_axes` when unknown.
+    #[serde(default)]
+    pub weight_axes: u32,
+    /// For a matrix product, bit `a` set when its activations carry output axis `a`.
+    #[serde(default)]
+    pub input_axes: u32,
 }
 
 impl KernelParams {
@@ -103,6 +117,27 @@ impl KernelParams {
             out_channels: get("out_channels"),
             out_h: get("out_h"),
             out_w: get("out_w"),
+            channel_axis: get("channel_axis"),
+            row_axis: get("row_axis"),
+            weight_axes: get("weight_axes"),
+            input_axes: get("input_axes"),
+        }
+    }
+
+    /// Whether output axis `axis` is carried by the weights and by the activations, when recorded.
+    pub fn carried(&self, axis: usize) -> Option<(bool, bool)> {
+        if self.weight_axes == 0 && self.input_axes == 0 || axis >= 32 {
+            return None;
+        }
+        Some((self.weight_axes >> axis & 1 == 1, self.input_axes >> axis & 1 == 1))
+    }
+
+    /// The output axes of channels, rows and columns: as recorded, else NCHW's (1, 2, 3).
+    pub fn axes(&self) -> (usize, usize, usize) {
+        if self.channel_axis == 0 && self.row_axis == 0 {
+            (1, 2, 3)
+        } else {
+            (self.channel_axis as usize, self.row_axis as usize, self.row_axis as usize + 1)
         }
     }
 
@@ -136,9 +171,11 @@ impl OpFeatures {
     /// `[start, end)` as shares of that axis (`0.25..0.5`).
     ///
     /// Arithmetic and output bytes scale with the share. Weights scale when the cut is along a
-    /// convolution's output channels (axis 1: its weights are sliced); inputs scale when each part reads
-    /// only its own slice of the input (spatial rows, depthwise channels, ops without weights); a plain
-    /// convolution cut by output channels still reads its whole input.
+    /// convolution's output channels (its weights are sliced) or an axis a matrix product's weights
+    /// carry; inputs scale when each part reads only its own slice of the input (spatial rows,
+    /// depthwise channels, an axis the activations carry, ops without weights); a plain convolution
+    /// cut by output channels still reads its whole input. Which output axis holds what is the op's
+    /// own ([`KernelParams::axes`], [`KernelParams::carried`]).
     pub fn part(&self, axis: usize, start: f64, end: f64) -> OpFeatures {
         let r = (end - start).clamp(0.0, 1.0);
         let mut p = self.clone();
@@ -147,7 +184,8 @@ impl OpFeatures {
         p.bytes_out *= r;
         let conv = self.kernel.out_channels > 0 && self.kernel.group > 0;
         let depthwise = conv && self.kernel.group > 1 && self.kernel.group == self.kernel.in_channels;
-        let channel_cut = axis == 1 && self.kernel.is_set();
+        let (channels, rows, columns) = self.kernel.axes();
+        let channel_cut = axis == channels && self.kernel.is_set();
         if channel_cut {
             if conv {
                 p.weight_bytes *= r;
@@ -161,15 +199,23 @@ impl OpFeatures {
                 p.kernel.in_channels = scale_u32(self.kernel.in_channels, r);
                 p.kernel.group = scale_u32(self.kernel.group, r);
             }
-        } else if self.kernel.is_set() && axis == 2 {
+        } else if self.kernel.is_set() && axis == rows {
             p.bytes_in *= r;
             p.kernel.out_h = scale_u32(self.kernel.out_h, r);
-        } else if self.kernel.is_set() && axis == 3 {
+        } else if self.kernel.is_set() && axis == columns {
             p.bytes_in *= r;
             p.kernel.out_w = scale_u32(self.kernel.out_w, r);
+        } else if let Some((weights, activations)) = self.kernel.carried(axis) {
+            if weights {
+                p.weight_bytes *= r;
+            }
+            if activations {
+                p.bytes_in *= r;
+            }
         } else if self.weight_bytes > 0.0 {
-            // A matrix product of activations [batch, tokens, features] cut along features (axis 2 and
-            // beyond) reads slices of its weights; cut along tokens, slices of its input.
+            // Unrecorded (a profile stored before the axes were): a matrix product of activations
+            // [batch, tokens, features] cut along features (axis 2 and beyond) reads slices of its
+            // weights; cut along tokens, slices of its input.
             if axis >= 2 {
                 p.weight_bytes *= r;
             } else {
@@ -354,5 +400,51 @@ impl TrainingSet {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depthwise(channel_axis: u32, row_axis: u32) -> OpFeatures {
+        let mut f = OpFeatures::new("DepthwiseConv", 1000, 2000, 400, 400, 36);
+        f.kernel = KernelParams { kernel_h: 3, kernel_w: 3, stride_h: 1, stride_w: 1, group: 4, in_channels: 4, out_channels: 4, out_h: 10, out_w: 10, channel_axis, row_axis, ..Default::default() };
+        f
+    }
+
+    #[test]
+    fn a_part_cuts_the_axis_the_op_holds_there_nchw_or_chw() {
+        // CHW (tract dropped the batch): axis 0 is channels, 1 rows, 2 columns.
+        let chw = depthwise(0, 1);
+        let by_channels = chw.part(0, 0.0, 0.5);
+        assert_eq!((by_channels.kernel.out_channels, by_channels.kernel.out_h, by_channels.weight_bytes), (2, 10, 18.0));
+        let by_rows = chw.part(1, 0.0, 0.5);
+        assert_eq!((by_rows.kernel.out_channels, by_rows.kernel.out_h, by_rows.kernel.out_w, by_rows.weight_bytes), (4, 5, 10, 36.0));
+        let by_columns = chw.part(2, 0.0, 0.5);
+        assert_eq!((by_columns.kernel.out_h, by_columns.kernel.out_w), (10, 5));
+        // NCHW, and profiles stored before the axes were recorded (read as NCHW): one further on.
+        for nchw in [depthwise(1, 2), depthwise(0, 0)] {
+            assert_eq!(nchw.part(1, 0.0, 0.5).kernel.out_channels, 2);
+            assert_eq!(nchw.part(2, 0.0, 0.5).kernel.out_h, 5);
+            assert_eq!(nchw.part(3, 0.0, 0.5).kernel.out_w, 5);
+        }
+    }
+
+    #[test]
+    fn a_matrix_product_part_slices_what_carries_the_axis() {
+        // [channels, pixels] = weights [channels, k] x activations [k, pixels].
+        let mut f = OpFeatures::new("EinSum", 1000, 2000, 800, 400, 600);
+        f.kernel.weight_axes = 0b01;
+        f.kernel.input_axes = 0b10;
+        let by_channels = f.part(0, 0.0, 0.25);
+        assert_eq!((by_channels.weight_bytes, by_channels.bytes_in, by_channels.bytes_out), (150.0, 800.0, 100.0));
+        let by_pixels = f.part(1, 0.0, 0.25);
+        assert_eq!((by_pixels.weight_bytes, by_pixels.bytes_in), (600.0, 200.0));
+        // Unrecorded: the old rule by rank (axis 2 and beyond slice the weights).
+        let mut old = f.clone();
+        old.kernel = KernelParams::default();
+        assert_eq!(old.part(0, 0.0, 0.25).bytes_in, 200.0);
+        assert_eq!(old.part(2, 0.0, 0.25).weight_bytes, 150.0);
     }
 }

@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn thin_packed_is_the_packed_operand_of_channel_poor_convolutions_only() {
         let mut stem = OpFeatures::new("Conv", 27_000, 54_000, 10, 10, 10);
-        stem.kernel = crate::KernelParams { kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2, group: 1, in_channels: 3, out_channels: 10, out_h: 10, out_w: 10 };
+        stem.kernel = crate::KernelParams { kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2, group: 1, in_channels: 3, out_channels: 10, out_h: 10, out_w: 10, ..Default::default() };
         assert_eq!(Term::ThinPacked.value(&stem), Term::PackedBytes.value(&stem));
         let mut wide = stem.clone();
         wide.kernel.in_channels = 64;

@@ -250,6 +250,18 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
     Ok(out)
 }
 
+/// Fills in the channel and row axes of a convolution or pooling profiled before tandem recorded them:
+/// a 3-d output is CHW (tract dropped the batch), anything else NCHW.
+fn recorded_axes(params: &mut BTreeMap<String, i64>, output_shape: &str) {
+    if params.contains_key("row_axis") || !params.contains_key("out_h") {
+        return;
+    }
+    let rank = serde_json::from_str::<Vec<i64>>(output_shape).map(|s| s.len()).unwrap_or(4);
+    let (channels, rows) = if rank == 3 { (0, 1) } else { (1, 2) };
+    params.insert("channel_axis".into(), channels);
+    params.insert("row_axis".into(), rows);
+}
+
 /// Reads the device's measurements into the cost crate's training structs. Returns the set, the number
 /// of models with measurements, and the number of measurements skipped as unusable.
 fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usize)> {
@@ -268,7 +280,8 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
             .ops(m.id)?
             .into_iter()
             .map(|o| {
-                let params: BTreeMap<String, i64> = serde_json::from_str(&o.features).unwrap_or_default();
+                let mut params: BTreeMap<String, i64> = serde_json::from_str(&o.features).unwrap_or_default();
+                recorded_axes(&mut params, &o.output_shape);
                 let f = OpFeatures::new(o.kind, o.macs.max(0) as u64, o.flops.max(0) as u64, o.bytes_in.max(0) as u64, o.bytes_out.max(0) as u64, o.weight_bytes.max(0) as u64)
                     .with_params(&params);
                 (o.op_id, f)
@@ -412,9 +425,17 @@ fn print_tables(out: &FitJson) -> Result<()> {
         s.push_str("\nleave-one-model-out: needs measurements of at least two models\n");
     } else {
         s.push_str("\nleave-one-model-out (each model predicted by models fitted on the others; whole model = stage model over its ops):\n");
-        let mut table = Table::new(&["model", "processor", "predicted ms", "measured ms", "error %"]);
+        let mut table = Table::new(&["model", "processor", "predicted ms", "measured ms", "error %", "most mispredicted kinds (predicted - measured in context)"]);
         for w in &out.leave_one_model_out {
-            table.row(vec![w.model.clone(), w.processor.clone(), format!("{:.2}", w.predicted_ms), format!("{:.2}", w.measured_ms), format!("{:+.1}", 100.0 * w.error)]);
+            let worst: Vec<String> = w.kinds.iter().take(2).map(|k| format!("{} {:+.2} ms", k.kind, k.predicted_ms - k.measured_ms)).collect();
+            table.row(vec![
+                w.model.clone(),
+                w.processor.clone(),
+                format!("{:.2}", w.predicted_ms),
+                format!("{:.2}", w.measured_ms),
+                format!("{:+.1}", 100.0 * w.error),
+                worst.join(", "),
+            ]);
         }
         s.push_str(&table.render());
         s.push_str(&format!(
