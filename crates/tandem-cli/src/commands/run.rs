@@ -270,8 +270,13 @@ fn adaptive(graph: Arc<Graph>, args: &RunArgs, store: &Store, device: &Device, j
     Ok(())
 }
 
-/// Plan `plan_id`, refused when it was made for another model, another device, with cost models older
-/// than the newest, or names a processor this device lacks.
+/// Plan `plan_id`, refused when it was made for another model, another device, or names a processor
+/// this device lacks; or when it was made with cost models older than the newest and has never run
+/// verified on this device.
+///
+/// Why a plan that has run may be older than the cost models: `tandem auto` refits after each plan
+/// it runs and keeps the fastest plan as measured, which may be one made before the last refit. Its
+/// measured run is the evidence for it; only its stored prediction is the older models'.
 fn stored_plan(graph: &Graph, plan_id: i64, store: &Store, device: &Device) -> Result<Plan> {
     let row = store.plan(plan_id)?.with_context(|| {
         format!("no plan {plan_id} in {}: run `tandem tune {}` first, or list the plans with `tandem query \"select id, model_id, predicted_ms from plans\"`", store.path().display(), graph.name)
@@ -283,7 +288,14 @@ fn stored_plan(graph: &Graph, plan_id: i64, store: &Store, device: &Device) -> R
     }
     let ids: Vec<&str> = device.processors.iter().map(|p| p.id.as_str()).collect();
     plan.check_processors(&ids)?;
-    plan.check_cost_model(store.latest_cost_model_version(&device.id)?)?;
+    if let Err(stale) = plan.check_cost_model(store.latest_cost_model_version(&device.id)?) {
+        let ran = store.runs(plan_id)?.iter().any(|r| r.verified && r.device_id == device.id);
+        if !ran {
+            return Err(stale.into());
+        }
+        tracing::info!(plan_id, "running a plan made with older cost models: it has run verified on this device before");
+        eprintln!("note: plan {plan_id} was made with cost models version {}, older than the newest; it runs because it has run verified here before (its prediction is the older models')", plan.cost_model_version.unwrap_or(0));
+    }
     Ok(plan)
 }
 

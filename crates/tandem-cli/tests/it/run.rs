@@ -161,4 +161,17 @@ fn plans_that_do_not_fit_are_refused_with_one_line() {
     // And the good plan still runs.
     let o = run("resnet", &id);
     assert!(o.status.success(), "{}", stderr(&o));
+    // A plan older than the cost models runs once it has run verified here (`auto` keeps the fastest
+    // plan as measured, which may predate its last refit); an unverified run is no such evidence.
+    let store = Store::open(&db).unwrap();
+    let stale_id: i64 = stale.parse().unwrap();
+    store.insert_run(&tandem_store::RunRow { plan_id: stale_id, device_id: device.id.clone(), verified: false, ..Default::default() }).unwrap();
+    drop(store);
+    assert_error(&run("resnet", &stale), "version 1, but version 2 is the newest");
+    let store = Store::open(&db).unwrap();
+    store.insert_run(&tandem_store::RunRow { plan_id: stale_id, device_id: device.id.clone(), verified: true, ..Default::default() }).unwrap();
+    drop(store);
+    let o = run("resnet", &stale);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("made with cost models version 1, older than the newest; it runs because it has run verified here before"), "{}", stderr(&o));
 }
