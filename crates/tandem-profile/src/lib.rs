@@ -27,7 +27,7 @@ pub mod stats;
 pub mod transfer;
 
 pub use contention::{profile_contention, ContentionOptions, ContentionReport, Scenario, SkippedScenario};
-pub use session::{profile, register, ProcessorSummary, ProfileOptions, ProfileReport};
+pub use session::{heavy_ops, profile, register, ProcessorSummary, ProfileOptions, ProfileReport};
 pub use stats::{percentile, quantile, summarize, StopRule, Summary};
 
 /// Errors of a profiling session.

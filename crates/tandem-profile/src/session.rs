@@ -39,7 +39,10 @@ pub struct ProfileOptions {
     pub split_ratios: Vec<f64>,
     /// Split points are rounded to multiples of this on the channel axis (tract packs 16 or 32 channels).
     pub split_align: usize,
-    /// Ops whose share of the model's FLOPs is at least this get their split parts profiled.
+    /// Ops whose share of the model's FLOPs, or of the bytes its ops read and write, is at least this
+    /// get their split parts profiled. Bytes count too because a memory-bound op can be slow at few
+    /// FLOPs: mobilenet_v2's stride-2 depthwise convolution over 112x112x96 is 1% of the FLOPs and
+    /// 3 ms of its 25.
     pub split_min_share: f64,
     /// Tensor sizes (bytes) of the transfer measurements; empty to skip transfers.
     pub transfer_sizes: Vec<usize>,
@@ -243,12 +246,9 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
     };
 
     // Plan the items up front so progress has a total.
-    let total_flops = graph.total_flops().max(1) as f64;
+    let heavy = heavy_ops(&graph, options.split_min_share);
     let mut split_items: Vec<(OpId, usize, Vec<usize>)> = vec![];
-    for op in &graph.ops {
-        if op.split_axes.is_empty() || (op.cost.flops as f64) < options.split_min_share * total_flops {
-            continue;
-        }
+    for op in graph.ops.iter().filter(|o| heavy.contains(&o.id)) {
         // Output channels where the op has them (rank-4 NCHW), else its last splittable axis.
         let axis = if op.split_axes.contains(&1) && op.outputs[0].shape.len() == 4 { 1 } else { *op.split_axes.last().unwrap() };
         let dim = op.outputs[0].shape[axis];
@@ -546,4 +546,19 @@ fn transfer_row(device_id: &str, session_id: i64, (src, dst, bytes): (String, St
         cv: s.cv,
         ..Default::default()
     }
+}
+
+/// The splittable ops whose split parts a profile measures: those with at least `min_share` of the
+/// model's FLOPs or of the bytes its ops read and write (see [`ProfileOptions::split_min_share`]).
+pub fn heavy_ops(graph: &Graph, min_share: f64) -> Vec<OpId> {
+    let total_flops = graph.total_flops().max(1) as f64;
+    let moved = |op: &tandem_graph::Op| (op.cost.bytes_in + op.cost.bytes_out + op.cost.weight_bytes) as f64;
+    let total_bytes = graph.ops.iter().map(moved).sum::<f64>().max(1.0);
+    graph
+        .ops
+        .iter()
+        .filter(|op| !op.split_axes.is_empty())
+        .filter(|op| op.cost.flops as f64 >= min_share * total_flops || moved(op) >= min_share * total_bytes)
+        .map(|op| op.id)
+        .collect()
 }
