@@ -204,6 +204,10 @@ fn ops_record_which_output_axis_holds_what_and_offer_rows_before_columns() {
                 assert_eq!(shape[c] as i64, get("out_channels").unwrap(), "{}: {} {shape:?}", g.name, op.name);
                 assert_eq!(shape[r] as i64, get("out_h").unwrap(), "{}: {} {shape:?}", g.name, op.name);
                 assert_eq!(shape[r + 1] as i64, get("out_w").unwrap(), "{}: {} {shape:?}", g.name, op.name);
+                if op.split_axes.contains(&r) {
+                    assert_eq!(op.split_axis(), Some(r), "{}: {} is cut by rows", g.name, op.name);
+                }
+                assert_eq!(op.channel_axis(), c);
                 if shape[r] > 1 {
                     assert!(!op.split_axes.contains(&(r + 1)), "{}: {} offers its columns, {:?}", g.name, op.name, op.split_axes);
                     // Still a valid split when asked for.

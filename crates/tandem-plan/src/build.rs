@@ -169,14 +169,14 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
     Problem { processors: processors.to_vec(), ops, transfer, stage }
 }
 
-/// The axis a split of `op` cuts (as the profiler measures it: output channels of a 4-d output, else
-/// the last splittable axis), its length and the block size cut points follow.
+/// The axis a split of `op` cuts (as the profiler measures it: [`Op::split_axis`]), its length and the
+/// block size cut points follow.
 fn split_axis(op: &Op, options: &BuildOptions) -> Option<(usize, usize, usize)> {
     let [out] = op.outputs.as_slice() else { return None };
     let rank = out.shape.len();
-    let axis = if op.split_axes.contains(&1) && rank == 4 { 1 } else { *op.split_axes.last()? };
+    let axis = op.split_axis()?;
     let extent = *out.shape.get(axis)?;
-    let blocked = axis == 1 || (op.cost.weight_bytes > 0 && axis + 1 == rank);
+    let blocked = axis == op.channel_axis() || (op.cost.weight_bytes > 0 && axis + 1 == rank);
     let align = if blocked && extent >= 2 * options.align { options.align } else { 1 };
     (extent >= 2).then_some((axis, extent, align))
 }

@@ -249,10 +249,9 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
     let heavy = heavy_ops(&graph, options.split_min_share);
     let mut split_items: Vec<(OpId, usize, Vec<usize>)> = vec![];
     for op in graph.ops.iter().filter(|o| heavy.contains(&o.id)) {
-        // Output channels where the op has them (rank-4 NCHW), else its last splittable axis.
-        let axis = if op.split_axes.contains(&1) && op.outputs[0].shape.len() == 4 { 1 } else { *op.split_axes.last().unwrap() };
+        let Some(axis) = op.split_axis() else { continue };
         let dim = op.outputs[0].shape[axis];
-        let align = if axis == 1 { options.split_align } else { 1 };
+        let align = if axis == op.channel_axis() { options.split_align } else { 1 };
         for &r in &options.split_ratios {
             let b = boundaries(dim, &[r], align);
             if b.len() == 3 && !split_items.iter().any(|(o, a, bb)| *o == op.id && *a == axis && *bb == b) {
