@@ -18,7 +18,7 @@
 //! tract nodes.
 //!
 //! What it showed (mobilenet_v2): halves run together within 1-18% of alone; depthwise halves cut by
-//! channels or rows cost 1.02-1.20 of the whole op, by columns 3.7-5.4 (which is why convolutions no
+//! channels or rows cost 1.02-1.20 of the whole op, by columns 1.3-5.4 (which is why convolutions no
 //! longer offer their columns); 1x1 convolutions as matrix products cut by output channels cost
 //! 1.4-2.0, every half packing the whole input.
 

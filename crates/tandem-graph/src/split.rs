@@ -467,7 +467,7 @@ pub(crate) fn annotate(graph: &mut Graph, op_origins: &[Vec<usize>]) {
 ///
 /// Rows are the better cut: a part of whole rows reads and writes contiguous blocks, while a part of
 /// columns runs tract's kernels on short, strided rows. Measured with `bench_split` (tandem-exec's
-/// examples) on mobilenet_v2: halves of its depthwise convolutions cut by columns ran 2.7-3.7x slower
+/// examples) on mobilenet_v2: halves of its depthwise convolutions cut by columns ran 1.1-4.9x slower
 /// than halves cut by rows or channels (2281 against 648 µs, the whole op 1234 µs), so a plan could
 /// only lose by them. Columns stay a split axis where there is one row (a text recogniser's last
 /// layers).
