@@ -45,28 +45,26 @@ pub struct ProcessorModels {
 /// (see [`reference_of`]), so its models are asked directly: stored rows naming a chain or a cycle of
 /// references cannot make this recurse.
 pub(crate) fn predict_in(processors: &[ProcessorModels], index: usize, op: &OpFeatures, context: Context) -> f64 {
-    let p = &processors[index];
-    p.context(context).predict_with(op, &|f| match &p.reference {
-        Some(r) => match processors.iter().find(|q| &q.processor == r) {
-            Some(q) => q.context(context).predict(f),
-            None => f64::INFINITY,
-        },
-        None => 0.0,
-    })
+    processors[index].context(context).predict_with(op, &|f| reference_us(processors, index, f, context))
 }
 
 /// The predicted time of the part `spec` of `whole` in `context`, µs, anchored to the whole op
 /// ([`crate::ContextModels::predict_part_with`]).
 pub(crate) fn predict_part_in(processors: &[ProcessorModels], index: usize, whole: &OpFeatures, spec: PartSpec, context: Context) -> f64 {
-    let p = &processors[index];
     let part = whole.part(spec.axis, spec.start, spec.end);
-    p.context(context).predict_part_with(whole, &part, &|f| match &p.reference {
+    processors[index].context(context).predict_part_with(whole, &part, &|f| reference_us(processors, index, f, context))
+}
+
+/// What processor `index`'s reference predicts for `op` in `context` ([`ProcessorModels::reference`]):
+/// 0 without a reference, infinite when the reference is not among `processors`.
+fn reference_us(processors: &[ProcessorModels], index: usize, op: &OpFeatures, context: Context) -> f64 {
+    match &processors[index].reference {
         Some(r) => match processors.iter().find(|q| &q.processor == r) {
-            Some(q) => q.context(context).predict(f),
+            Some(q) => q.context(context).predict(op),
             None => f64::INFINITY,
         },
         None => 0.0,
-    })
+    }
 }
 
 /// Fewest split parts of one model timed on a processor before it gets an in-plan calibration of its own.
@@ -148,6 +146,15 @@ impl CostModels {
         out
     }
 
+    /// `f` of the index of `processor`'s models, or infinite for a processor the models do not know.
+    #[inline]
+    fn at(&self, processor: &str, f: impl FnOnce(usize) -> f64) -> f64 {
+        match self.processors.iter().position(|p| p.processor == processor) {
+            Some(i) => f(i),
+            None => f64::INFINITY,
+        }
+    }
+
     /// The processors the models know.
     pub fn processor_ids(&self) -> Vec<&str> {
         self.processors.iter().map(|p| p.processor.as_str()).collect()
@@ -162,20 +169,14 @@ impl CostModels {
     /// An op's predicted time in the given context, µs.
     #[inline]
     pub fn predict_op_in(&self, processor: &str, op: &OpFeatures, context: Context) -> f64 {
-        match self.processors.iter().position(|p| p.processor == processor) {
-            Some(i) => predict_in(&self.processors, i, op, context),
-            None => f64::INFINITY,
-        }
+        self.at(processor, |i| predict_in(&self.processors, i, op, context))
     }
 
     /// The predicted time of one part of `op` split along output `axis`, the part covering
     /// `[part.start, part.end)` of it, run on its own on `processor` (as split parts run), µs.
     #[inline]
     pub fn predict_split_part(&self, processor: &str, op: &OpFeatures, part: PartSpec) -> f64 {
-        match self.processors.iter().position(|p| p.processor == processor) {
-            Some(i) => predict_part_in(&self.processors, i, op, part, Context::Isolated),
-            None => f64::INFINITY,
-        }
+        self.at(processor, |i| predict_part_in(&self.processors, i, op, part, Context::Isolated))
     }
 
     /// The predicted time to hand `bytes` from `src` to `dst`, µs (0 on the same processor).
@@ -187,28 +188,23 @@ impl CostModels {
     /// The predicted time of a stage running `ops` on `processor`, µs: the stage model applied to the
     /// sum of the ops' predicted in-context times.
     pub fn predict_stage(&self, processor: &str, ops: &[OpFeatures]) -> f64 {
-        let Some(i) = self.processors.iter().position(|p| p.processor == processor) else { return f64::INFINITY };
-        let sum: f64 = ops.iter().map(|o| predict_in(&self.processors, i, o, Context::InModel)).sum();
-        self.processors[i].stage.predict(sum, ops.len())
+        self.at(processor, |i| {
+            let sum: f64 = ops.iter().map(|o| predict_in(&self.processors, i, o, Context::InModel)).sum();
+            self.processors[i].stage.predict(sum, ops.len())
+        })
     }
 
     /// A split part's predicted time alone, µs: the part `spec` of `head` run alone, plus `tail`
     /// (the rest of the chain, already cut to the part) in context; before in-plan calibration
     /// ([`CostModels::plan_part_us`]).
     pub fn predict_chain_part(&self, processor: &str, head: &OpFeatures, spec: PartSpec, tail: &[OpFeatures]) -> f64 {
-        match self.processors.iter().position(|p| p.processor == processor) {
-            Some(i) => chain_part_alone(&self.processors, i, head, spec, tail),
-            None => f64::INFINITY,
-        }
+        self.at(processor, |i| chain_part_alone(&self.processors, i, head, spec, tail))
     }
 
     /// A split part's predicted time inside a running plan, µs: the in-plan calibration
     /// ([`ProcessorModels::in_plan`]) applied to what the models predict for it alone.
     pub fn predict_plan_part(&self, part: &PlanPartSample) -> f64 {
-        match self.processors.iter().position(|p| p.processor == part.processor) {
-            Some(i) => self.processors[i].in_plan.predict(predict_standalone(&self.processors, i, part), part.op_count()),
-            None => f64::INFINITY,
-        }
+        self.at(&part.processor, |i| self.processors[i].in_plan.predict(predict_standalone(&self.processors, i, part), part.op_count()))
     }
 
     /// The stage model alone, for a planner that keeps running sums: a stage of `ops` ops whose
