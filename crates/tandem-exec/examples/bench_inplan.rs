@@ -52,8 +52,7 @@ fn main() {
                 lat.push(o.timeline.latency_us);
             }
         }
-        lat.sort_by(f64::total_cmp);
-        println!("idle {pause_ms:>2} ms before each request: plan median {:.2} ms", lat[lat.len() / 2] / 1e3);
+        println!("idle {pause_ms:>2} ms before each request: plan median {:.2} ms", tandem_profile::percentile(&lat, 0.5) / 1e3);
     }
     // The same pause, then both cores kept busy for a while just before the request.
     for spin_ms in [1u64, 3, 10] {
@@ -79,8 +78,7 @@ fn main() {
                 lat.push(o.timeline.latency_us);
             }
         }
-        lat.sort_by(f64::total_cmp);
-        println!("idle 25 ms, then both cores busy {spin_ms:>2} ms before each request: plan median {:.2} ms", lat[lat.len() / 2] / 1e3);
+        println!("idle 25 ms, then both cores busy {spin_ms:>2} ms before each request: plan median {:.2} ms", tandem_profile::percentile(&lat, 0.5) / 1e3);
     }
     let (with, without) = (&reports[0], &reports[1]);
     let mut diffs: Vec<(f64, usize, f64, f64)> = with.stages.iter().zip(&without.stages).map(|(a, b)| (a.measured_us - b.measured_us, a.stage, a.measured_us, b.measured_us)).collect();

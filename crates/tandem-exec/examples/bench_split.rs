@@ -27,17 +27,14 @@ use std::time::Instant;
 
 use tandem_graph::{Graph, InputShape};
 use tandem_profile::measure::compile;
+use tandem_profile::percentile;
 use tract_onnx::prelude::*;
 
 const ROUNDS: usize = 200;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Runs `plan` `ROUNDS` times on `inputs` pinned to `core`, each run after `before(round)`, waiting
-/// at `barrier` (if any) before each; the run times in µs.
+/// Runs `plan` `ROUNDS` times on `inputs` pinned to `core` (after 10 unrecorded), waiting at
+/// `barrier` (if any) before each, and with `fresh` on a deep copy of the inputs made on the other
+/// core; the run times in µs.
 fn timed(core: usize, plan: tandem_profile::measure::Plan, inputs: TVec<TValue>, barrier: Option<Arc<Barrier>>, fresh: bool) -> Vec<f64> {
     tandem_device::pin_current_thread(&[core]).expect("pin");
     let mut times = Vec::with_capacity(ROUNDS);
@@ -87,8 +84,8 @@ fn main() {
     // The axes each op offers, and a convolution's columns, which it no longer offers.
     let axes = |op: &tandem_graph::Op| -> Vec<usize> {
         let mut a = op.split_axes.clone();
-        if let Some(&rows) = op.features.get("row_axis") {
-            let columns = rows as usize + 1;
+        if let Some(rows) = op.row_axis() {
+            let columns = rows + 1;
             if !a.contains(&columns) {
                 a.push(columns);
             }
@@ -112,16 +109,16 @@ fn main() {
         let stage = g.stage(&[op.id]).expect("stage");
         let whole_plan = compile(&stage.model, 1).expect("compile");
         let whole_in = g.random_values(&stage.inputs, 7);
-        let whole = median(timed(0, whole_plan, whole_in, None, false));
-        let alone = median(timed(0, p0.clone(), inputs.clone(), None, false));
-        let fresh = median(timed(0, p0.clone(), inputs.clone(), None, true));
+        let whole = percentile(&timed(0, whole_plan, whole_in, None, false), 0.5);
+        let alone = percentile(&timed(0, p0.clone(), inputs.clone(), None, false), 0.5);
+        let fresh = percentile(&timed(0, p0.clone(), inputs.clone(), None, true), 0.5);
         let barrier = Arc::new(Barrier::new(2));
         let (b0, b1) = (barrier.clone(), barrier);
         let (i0, i1) = (inputs.clone(), inputs.clone());
         let h0 = std::thread::spawn(move || timed(0, p0, i0, Some(b0), false));
         let h1 = std::thread::spawn(move || timed(1, p1, i1, Some(b1), false));
         let (t0, t1) = (h0.join().unwrap(), h1.join().unwrap());
-        let together = median(t0.iter().zip(&t1).map(|(a, b)| a.max(*b)).collect());
+        let together = percentile(&t0.iter().zip(&t1).map(|(a, b)| a.max(*b)).collect::<Vec<f64>>(), 0.5);
         let name: String = op.name.chars().take(40).collect();
         println!(
             "{name:<40} {:<14} {axis:>4} {whole:>8.1} {alone:>9.1} {fresh:>9.1} {together:>8.1} {:>9.2} {:>9.2}",

@@ -102,16 +102,20 @@ impl Op {
     /// rows 1.03-1.07x (layer1.0.conv1: 4298 against 2491 µs a half, the whole op 4991 µs).
     /// Depthwise convolutions cut either way alike (mobilenet_v2: 633 against 648 µs).
     pub fn split_axis(&self) -> Option<usize> {
-        if let Some(&rows) = self.features.get("row_axis") {
-            if self.split_axes.contains(&(rows as usize)) {
-                return Some(rows as usize);
-            }
+        if let Some(rows) = self.row_axis().filter(|r| self.split_axes.contains(r)) {
+            return Some(rows);
         }
         let rank = self.outputs.first()?.shape.len();
         if self.split_axes.contains(&1) && rank == 4 {
             return Some(1);
         }
         self.split_axes.last().copied()
+    }
+
+    /// The output axis of a convolution's or pooling's rows (the next one holds its columns); `None`
+    /// for other ops.
+    pub fn row_axis(&self) -> Option<usize> {
+        self.features.get("row_axis").map(|&r| r as usize)
     }
 
     /// The output axis of channels: a convolution's or pooling's as recorded, else 1 (NCHW). Cuts

@@ -472,8 +472,8 @@ pub(crate) fn annotate(graph: &mut Graph, op_origins: &[Vec<usize>]) {
 /// only lose by them. Columns stay a split axis where there is one row (a text recogniser's last
 /// layers).
 fn column_of_rows(op: &crate::graph::Op, axis: usize) -> bool {
-    let (Some(&rows), Some(&out_h)) = (op.features.get("row_axis"), op.features.get("out_h")) else { return false };
-    axis as i64 == rows + 1 && out_h > 1
+    let (Some(rows), Some(&out_h)) = (op.row_axis(), op.features.get("out_h")) else { return false };
+    axis == rows + 1 && out_h > 1
 }
 
 fn splittable(graph: &Graph, op: OpId, axis: usize) -> bool {

@@ -246,9 +246,8 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
     };
 
     // Plan the items up front so progress has a total.
-    let heavy = heavy_ops(&graph, options.split_min_share);
     let mut split_items: Vec<(OpId, usize, Vec<usize>)> = vec![];
-    for op in graph.ops.iter().filter(|o| heavy.contains(&o.id)) {
+    for op in heavy_ops(&graph, options.split_min_share).into_iter().map(|id| &graph.ops[id]) {
         let Some(axis) = op.split_axis() else { continue };
         let dim = op.outputs[0].shape[axis];
         let align = if axis == op.channel_axis() { options.split_align } else { 1 };

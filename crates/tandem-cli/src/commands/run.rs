@@ -293,7 +293,6 @@ fn stored_plan(graph: &Graph, plan_id: i64, store: &Store, device: &Device) -> R
         if !ran {
             return Err(stale.into());
         }
-        tracing::info!(plan_id, "running a plan made with older cost models: it has run verified on this device before");
         eprintln!("note: plan {plan_id} was made with cost models version {}, older than the newest; it runs because it has run verified here before (its prediction is the older models')", plan.cost_model_version.unwrap_or(0));
     }
     Ok(plan)
