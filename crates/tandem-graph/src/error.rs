@@ -9,12 +9,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
     /// The model file does not exist or cannot be read.
-    #[error("cannot read model {path}: {source}")]
+    #[error("cannot read model {path}: {error}")]
     Io {
         /// The path given.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error. Not a `source`: the message already says it, and an error chain would say
+        /// it twice.
+        error: std::io::Error,
     },
     /// The bytes are not an ONNX protobuf (or the file was cut short).
     #[error("{path} is not a valid ONNX model ({reason}); is the file complete and really ONNX?")]

@@ -55,7 +55,7 @@ pub(crate) struct Loaded {
 
 /// Reads and decodes the file, checks that tract knows every operator and resolves input shapes.
 pub(crate) fn read(path: &Path, overrides: &[InputShape]) -> Result<Loaded> {
-    let bytes = std::fs::read(path).map_err(|source| GraphError::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| GraphError::Io { path: path.into(), error })?;
     decode(path, &bytes, overrides)
 }
 

@@ -85,7 +85,10 @@ fn every_command_has_help_with_an_example() {
 
 #[test]
 fn missing_file() {
-    assert_error(&tandem(&["inspect", "/nonexistent/model.onnx"]), "cannot read model /nonexistent/model.onnx");
+    let o = tandem(&["inspect", "/nonexistent/model.onnx"]);
+    assert_error(&o, "cannot read model /nonexistent/model.onnx");
+    // The OS's reason, said once.
+    assert_eq!(stderr(&o).matches("os error 2").count(), 1, "{}", stderr(&o));
 }
 
 #[test]
