@@ -56,4 +56,4 @@ pub use error::{DeviceError, Result};
 pub use gpu::GpuNote;
 pub use load::{BackgroundLoad, LoadKind, LoadSpec};
 pub use processor::{cpu_set_id, parse_cpu_set, Processor, ProcessorKind};
-pub use worker::{current_affinity, pin_current_thread, JobHandle, Worker};
+pub use worker::{current_affinity, pin_current_thread, JobHandle, Pinned, Worker};

@@ -78,19 +78,29 @@ impl Lanes {
 /// The next job: polled for up to `spin` while `busy`, then waited for; `None` once every sender is
 /// gone.
 fn next(rx: &mpsc::Receiver<Job>, spin: Duration, busy: &AtomicUsize) -> Option<Job> {
+    poll(rx, spin, busy, None)
+}
+
+/// The next message on `rx`: polled for up to `spin` while `busy` is not zero, then waited for, at
+/// most `timeout` in all when one is given; `None` once every sender is gone or the time is up. Lanes
+/// wait for jobs with it, and so does the caller running its own lane's stages (see the executor).
+pub(crate) fn poll<T>(rx: &mpsc::Receiver<T>, spin: Duration, busy: &AtomicUsize, timeout: Option<Duration>) -> Option<T> {
+    let start = Instant::now();
     if !spin.is_zero() {
-        let start = Instant::now();
         while busy.load(Ordering::Relaxed) > 0 && start.elapsed() < spin {
             for _ in 0..64 {
                 match rx.try_recv() {
-                    Ok(job) => return Some(job),
+                    Ok(v) => return Some(v),
                     Err(mpsc::TryRecvError::Disconnected) => return None,
                     Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
                 }
             }
         }
     }
-    rx.recv().ok()
+    match timeout {
+        None => rx.recv().ok(),
+        Some(t) => rx.recv_timeout(t.saturating_sub(start.elapsed())).ok(),
+    }
 }
 
 impl Drop for Lanes {

@@ -216,6 +216,9 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
     let series = 1 + baselines.len();
     let mut plan_runs: Vec<Outcome> = vec![];
     let mut base_samples: Vec<Vec<f64>> = vec![vec![]; baselines.len()];
+    // The plan's runs start on its home processor's cores, where the caller runs its stages: pinned
+    // once for the series instead of moving there and back every run.
+    let _pin = exec.pin_caller();
     let t0 = Instant::now();
     for round in 0usize.. {
         let keep = round >= rule.warmup;

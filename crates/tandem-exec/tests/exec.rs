@@ -21,9 +21,14 @@ fn options() -> ExecOptions {
     ExecOptions { timeout: Duration::from_secs(60), ..Default::default() }
 }
 
-/// Lanes that sleep as soon as they are idle, and lanes that poll for their next stage.
-fn lane_modes() -> [ExecOptions; 2] {
-    [ExecOptions { spin: Duration::ZERO, ..options() }, ExecOptions { spin: Duration::from_millis(1), ..options() }]
+/// Lanes that sleep as soon as they are idle, lanes that poll for their next stage, and a caller
+/// that hands every stage to a lane instead of running its home lane's itself.
+fn lane_modes() -> [ExecOptions; 3] {
+    [
+        ExecOptions { spin: Duration::ZERO, ..options() },
+        ExecOptions { spin: Duration::from_millis(1), ..options() },
+        ExecOptions { caller_runs_home: false, ..options() },
+    ]
 }
 
 fn device() -> Device {
@@ -218,6 +223,27 @@ fn three_way_split_and_a_chain_split() {
     assert_eq!(plan.splits[0].stages.len(), 3);
     assert!(!plan.transfers.is_empty());
     assert_matches_whole(&g, &plan, "resnet conv+activation split in three");
+}
+
+#[test]
+fn run_leaves_the_callers_affinity_as_it_found_it() {
+    // The caller runs the home lane's stages pinned to its processor, for the call only.
+    let d = device();
+    let g = zoo("resnet", 3);
+    for (a, b) in configurations(&d) {
+        let Some(pieces) = split_case(&g, 1, &a, &b) else { continue };
+        let plan = sketch::sketch(&g, &d.id, &pieces).unwrap();
+        let (g, processors) = (g.clone(), d.processors.clone());
+        let (before, after) = std::thread::spawn(move || {
+            let exec = Executor::with_options(g.clone(), &plan, &processors, options()).unwrap();
+            let before = tandem_device::current_affinity();
+            exec.run(g.random_inputs(1)).unwrap();
+            (before, tandem_device::current_affinity())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(before, after, "{a} + {b}");
+    }
 }
 
 #[test]
