@@ -15,9 +15,9 @@ use std::time::Instant;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::fit::{FitOptions, Prepared};
-use crate::models::{predict_standalone, CostModels, ProcessorModels, MIN_OWN_PARTS};
-use crate::stage::{StageModel, StagePoint, Weighting};
+use crate::fit::{Calibration, FitOptions, Prepared};
+use crate::models::{CostModels, ProcessorModels};
+use crate::stage::StagePoint;
 use crate::sample::{Context, TrainingSet};
 use crate::transfer::TransferModels;
 use crate::CostError;
@@ -170,6 +170,10 @@ pub struct FitReport {
     /// the in-plan calibration (empty until a plan with splits has run).
     #[serde(default)]
     pub in_plan: Vec<PlanPartAccuracy>,
+    /// The same for whole-op stages and `single:` baselines timed in plan runs, before and after the
+    /// whole-stage calibration (`parts` counts them; `standalone` is the stage model's prediction).
+    #[serde(default)]
+    pub whole_in_plan: Vec<PlanPartAccuracy>,
     /// Every held-out prediction of the k-fold evaluation.
     #[serde(skip)]
     pub held_out: Vec<HeldOut>,
@@ -246,19 +250,23 @@ fn pct_of((miss, total): (f64, f64)) -> f64 {
     if total > 0.0 { 100.0 * miss / total } else { 0.0 }
 }
 
-/// Accuracy of the predictions of split parts timed inside plan runs, per processor (see
-/// [`PlanPartAccuracy`]); `all` are the models fitted on everything.
-fn plan_part_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanPartAccuracy> {
-    let set = &p.set.plan_parts;
-    if set.is_empty() {
+/// Accuracy of the predictions of calibration `which` (split parts, or whole stages and baselines,
+/// timed inside plan runs), per processor (see [`PlanPartAccuracy`]); `all` are the models fitted on
+/// everything.
+fn plan_part_accuracy(p: &Prepared, all: &[ProcessorModels], which: Calibration) -> Vec<PlanPartAccuracy> {
+    let model_of = match which {
+        Calibration::Parts => &p.plan_part_model,
+        Calibration::Stages => &p.plan_stage_model,
+    };
+    if model_of.is_empty() {
         return vec![];
     }
-    let mut with_parts: Vec<usize> = p.plan_part_model.clone();
-    with_parts.sort();
-    with_parts.dedup();
-    // Per left-out model, the calibration refitted without its parts.
-    let held: Vec<Vec<ProcessorModels>> = if with_parts.len() >= 2 {
-        with_parts
+    let mut with_samples: Vec<usize> = model_of.clone();
+    with_samples.sort();
+    with_samples.dedup();
+    // Per left-out model, the calibrations refitted without its runs.
+    let held: Vec<Vec<ProcessorModels>> = if with_samples.len() >= 2 {
+        with_samples
             .iter()
             .map(|&m| {
                 let mut fitted = all.to_vec();
@@ -271,26 +279,25 @@ fn plan_part_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanPartAccu
     };
     let mut out = vec![];
     for (i, pm) in all.iter().enumerate() {
-        let mine: Vec<usize> = (0..set.len()).filter(|&k| set[k].processor == pm.processor).collect();
+        let mine = p.run_points(which, all, i, &|_| true);
         if mine.is_empty() {
             continue;
         }
-        let standalone: Vec<(f64, f64)> = mine.iter().map(|&k| (predict_standalone(all, i, &set[k]), set[k].measured_us)).collect();
+        let standalone: Vec<(f64, f64)> = mine.iter().map(|(_, _, q)| (q.ops_sum_us, q.measured_us)).collect();
         let calibrated_pairs: Option<Vec<(f64, f64)>> = (!held.is_empty()).then(|| {
-            mine.iter()
-                .zip(&standalone)
-                .map(|(&k, &(_, measured))| {
-                    let fitted = &held[with_parts.binary_search(&p.plan_part_model[k]).unwrap_or(0)];
-                    (fitted[i].in_plan.predict(predict_standalone(fitted, i, &set[k]), set[k].op_count()), measured)
-                })
-                .collect()
+            let mut pairs = vec![];
+            for (h, &m) in held.iter().zip(&with_samples) {
+                let cal = which.of(&h[i]);
+                pairs.extend(p.run_points(which, h, i, &|mm| mm == m).iter().map(|(_, _, q)| (cal.predict(q.ops_sum_us, q.ops as usize), q.measured_us)));
+            }
+            pairs
         });
         let calibrated = calibrated_pairs.as_ref().map(|c| Accuracy::of(c.iter().copied()));
         let ratios: Vec<f64> = standalone.iter().map(|(pred, measured)| measured / pred).collect();
-        let mut models: Vec<usize> = mine.iter().map(|&k| p.plan_part_model[k]).collect();
+        let mut models: Vec<usize> = mine.iter().map(|(m, _, _)| *m).collect();
         models.sort();
         models.dedup();
-        let own_models: Vec<OwnCalibration> = models.iter().filter_map(|&m| own_calibration(p, all, i, m)).collect();
+        let own_models: Vec<OwnCalibration> = models.iter().filter_map(|&m| own_calibration(p, all, i, m, which)).collect();
         let own = (!own_models.is_empty()).then(|| {
             let n: usize = own_models.iter().map(|o| o.accuracy.n).sum();
             let weighted = |f: &dyn Fn(&Accuracy) -> f64| own_models.iter().map(|o| f(&o.accuracy) * o.accuracy.n as f64).sum::<f64>() / n as f64;
@@ -314,45 +321,45 @@ fn plan_part_accuracy(p: &Prepared, all: &[ProcessorModels]) -> Vec<PlanPartAccu
     out
 }
 
-/// Model `m`'s own calibration on processor `index`, held out 2-fold over its parts (each half
-/// predicted by a calibration fitted on the other); `None` with fewer than [`MIN_OWN_PARTS`] parts
-/// in either half. The same part timed in several runs stays in one half, so no part is predicted
-/// from its own timing.
-fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize) -> Option<OwnCalibration> {
-    let points = p.plan_points(all, index, &|mm| mm == m);
-    if points.len() < 2 * MIN_OWN_PARTS {
-        return None;
-    }
-    // A part's identity: its ops' work and its share, as they are (identical across runs of a plan).
-    // Distinct parts are dealt to the two halves alternately, in the order they first appear.
-    let identity = |k: usize| -> Vec<u64> {
-        let s = &p.set.plan_parts[k];
-        let mut id: Vec<u64> = s.tail.iter().chain([&s.head.0]).flat_map(|op| [op.macs.to_bits(), op.bytes_in.to_bits(), op.bytes_out.to_bits()]).collect();
-        id.push(s.head.1.end.to_bits());
-        id
+/// Model `m`'s own calibration `which` on processor `index`, held out 2-fold over its samples (each
+/// half predicted by a calibration fitted on the other); `None` with fewer than
+/// [`Calibration::min_own`] samples in either half. The same part or stage timed in several runs
+/// stays in one half, so nothing is predicted from its own timing.
+fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize, which: Calibration) -> Option<OwnCalibration> {
+    let min = which.min_own();
+    let points = p.run_points(which, all, index, &|mm| mm == m);
+    // The folds. Parts: distinct parts dealt to two halves alternately, in the order they first
+    // appear. Whole stages: one fold per run, each predicted from the model's other runs (its few
+    // stages are of unlike sizes, the baselines much the largest, so halves of one run would
+    // predict one size from another), as re-planning after a run does.
+    let fold_of: Vec<u64> = match which {
+        Calibration::Parts => {
+            let mut seen: Vec<Vec<u64>> = vec![];
+            points
+                .iter()
+                .map(|&(_, k, _)| {
+                    let id = p.part_identity(k);
+                    let rank = seen.iter().position(|x| *x == id).unwrap_or_else(|| {
+                        seen.push(id);
+                        seen.len() - 1
+                    });
+                    (rank % 2) as u64
+                })
+                .collect()
+        }
+        Calibration::Stages => points.iter().map(|&(_, k, _)| p.set.plan_stages[k].run as u64).collect(),
     };
-    let mut seen: Vec<Vec<u64>> = vec![];
-    let mut fold_of = std::collections::HashMap::new();
-    for &(_, k, _) in &points {
-        let id = identity(k);
-        let rank = match seen.iter().position(|x| *x == id) {
-            Some(r) => r,
-            None => {
-                seen.push(id);
-                seen.len() - 1
-            }
-        };
-        fold_of.insert(k, rank % 2);
-    }
-    let fold = |k: usize| fold_of[&k];
-    let half = |parity: usize| -> Vec<StagePoint> { points.iter().filter(|(_, k, _)| fold(*k) == parity).map(|(_, _, q)| *q).collect() };
-    if half(0).len() < MIN_OWN_PARTS || half(1).len() < MIN_OWN_PARTS {
+    let mut folds = fold_of.clone();
+    folds.sort();
+    folds.dedup();
+    let of_fold = |f: u64, inside: bool| -> Vec<StagePoint> { points.iter().zip(&fold_of).filter(|(_, &g)| (g == f) == inside).map(|((_, _, q), _)| *q).collect() };
+    if folds.len() < 2 || folds.iter().any(|&f| of_fold(f, false).len() < min || of_fold(f, true).len() < min) {
         return None;
     }
     let mut pairs = vec![];
-    for parity in 0..2 {
-        let model = StageModel::fit_weighted(&half(1 - parity), Weighting::Time);
-        pairs.extend(half(parity).iter().map(|q| (model.predict(q.ops_sum_us, q.ops as usize), q.measured_us)));
+    for &f in &folds {
+        let model = which.fit(&of_fold(f, false));
+        pairs.extend(of_fold(f, true).iter().map(|q| (model.predict(q.ops_sum_us, q.ops as usize), q.measured_us)));
     }
     Some(OwnCalibration {
         model: p.models[m].clone(),
@@ -565,7 +572,8 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
     let started = Instant::now();
     let held = k_fold(&prepared, opts);
     let (lomo_ops, lomo_whole) = leave_one_model_out(&prepared, opts);
-    let in_plan = plan_part_accuracy(&prepared, &models.processors);
+    let in_plan = plan_part_accuracy(&prepared, &models.processors, Calibration::Parts);
+    let whole_in_plan = plan_part_accuracy(&prepared, &models.processors, Calibration::Stages);
     let df = frame(&held)?;
     let in_model = col("target").eq(lit("in_model"));
     let big = col("measured_us").gt(lit(50.0));
@@ -611,6 +619,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
         leave_one_model_out: lomo_whole,
         leave_one_model_out_summary: summary,
         in_plan,
+        whole_in_plan,
         held_out: held,
         fit_s,
         evaluate_s,
@@ -631,7 +640,7 @@ impl FitReport {
             && self.slices.iter().all(|s| acc(&s.accuracy))
             && self.leave_one_model_out.iter().all(|l| l.predicted_ms.is_finite() && l.measured_ms.is_finite() && l.error.is_finite() && l.kinds.iter().all(|k| k.predicted_ms.is_finite() && k.measured_ms.is_finite()))
             && acc(&self.leave_one_model_out_summary.ops)
-            && self.in_plan.iter().all(|a| {
+            && self.in_plan.iter().chain(&self.whole_in_plan).all(|a| {
                 acc(&a.standalone) && a.calibrated.as_ref().is_none_or(acc) && a.own.as_ref().is_none_or(acc) && a.median_ratio.is_finite() && a.own_models.iter().all(|o| acc(&o.accuracy) && o.median_ratio.is_finite())
             })
     }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::models::{predict_standalone, reference_of, CostModels, ProcessorModels, MIN_OWN_PARTS};
+use crate::models::{predict_standalone, profiled_stage, reference_of, CostModels, ProcessorModels, MIN_OWN_PARTS, MIN_OWN_STAGES};
 use crate::opmodel::{fit_context, OpFitOptions, Row};
 use crate::sample::{Context, TrainingSet};
-use crate::stage::{StageModel, StagePoint, Weighting};
+use crate::stage::{StageForm, StageModel, StagePoint, Weighting};
 use crate::transfer::TransferModels;
 use crate::CostError;
 
@@ -49,6 +49,46 @@ pub(crate) struct Prepared<'a> {
     pub stage_points: BTreeMap<(usize, String), StagePoint>,
     /// Per split part timed in a plan (`set.plan_parts`), the index of its model.
     pub plan_part_model: Vec<usize>,
+    /// Per whole stage or baseline timed in a run (`set.plan_stages`), the index of its model.
+    pub plan_stage_model: Vec<usize>,
+}
+
+/// The two calibrations learnt from plan runs: of split parts (`in_plan`) and of whole-op stages and
+/// baselines (`whole_in_plan`). One fit and one evaluation serve both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Calibration {
+    Parts,
+    Stages,
+}
+
+impl Calibration {
+    /// The processor's pooled calibration of this kind.
+    pub(crate) fn of(self, p: &ProcessorModels) -> &StageModel {
+        match self {
+            Calibration::Parts => &p.in_plan,
+            Calibration::Stages => &p.whole_in_plan,
+        }
+    }
+
+    /// Fewest samples of one model for a calibration of its own.
+    pub(crate) fn min_own(self) -> usize {
+        match self {
+            Calibration::Parts => MIN_OWN_PARTS,
+            Calibration::Stages => MIN_OWN_STAGES,
+        }
+    }
+
+    /// The calibration fitted on `points`: for parts, the form leave-one-out chooses; for whole
+    /// stages, a ratio only (a stage finds the caches colder in proportion to its size; with a few
+    /// baselines per model, the largest stages by far, a fixed or per-op cost chosen on them
+    /// extrapolated badly to the small stages of split plans).
+    pub(crate) fn fit(self, points: &[StagePoint]) -> StageModel {
+        match self {
+            _ if points.is_empty() => StageModel::default(),
+            Calibration::Parts => StageModel::fit_weighted(points, Weighting::Time),
+            Calibration::Stages => StageModel::fit_form(StageForm::Factor, points, Weighting::Time),
+        }
+    }
 }
 
 impl<'a> Prepared<'a> {
@@ -63,6 +103,7 @@ impl<'a> Prepared<'a> {
             .map(|s| s.model.clone())
             .chain(set.models.iter().map(|m| m.model.clone()))
             .chain(set.plan_parts.iter().map(|s| s.model.clone()))
+            .chain(set.plan_stages.iter().map(|s| s.model.clone()))
             .collect();
         models.sort();
         models.dedup();
@@ -84,7 +125,8 @@ impl<'a> Prepared<'a> {
             .map(|(m, p, point)| ((model_index(&m), p), point))
             .collect();
         let plan_part_model = set.plan_parts.iter().map(|s| model_index(&s.model)).collect();
-        Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points, plan_part_model })
+        let plan_stage_model = set.plan_stages.iter().map(|s| model_index(&s.model)).collect();
+        Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points, plan_part_model, plan_stage_model })
     }
 
     /// Fits every model on the rows and whole-model timings `keep` accepts (by row and by model).
@@ -133,46 +175,74 @@ impl<'a> Prepared<'a> {
                 _ => (fitted_context(in_model), fitted_context(isolated)),
             };
             let reference = if has_reference { reference[i].clone() } else { None };
-            fitted.push(ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points), in_plan: StageModel::default(), in_plan_of_model: BTreeMap::new(), reference });
+            fitted.push(ProcessorModels { processor: p.clone(), in_model, isolated, stage: StageModel::fit(&points), in_plan: StageModel::default(), in_plan_of_model: BTreeMap::new(), whole_in_plan: StageModel::default(), whole_in_plan_of_model: BTreeMap::new(), reference });
         }
         fitted.sort_by(|a, b| a.processor.cmp(&b.processor));
         self.fit_in_plan(&mut fitted, keep_model);
         fitted
     }
 
-    /// Fits every processor's in-plan calibration on the split parts timed in plans of the models
-    /// `keep_model` accepts, against what `fitted` predicts for each alone (see [`crate::PlanPartSample`]).
-    /// The form is chosen as the stage model's is; a processor without parts keeps the identity.
-    /// Each model with at least [`MIN_OWN_PARTS`] parts on a processor also gets a calibration of
-    /// its own there (`in_plan_of_model`).
+    /// Fits every processor's calibrations from plan runs of the models `keep_model` accepts, against
+    /// what `fitted` predicts: of split parts ([`crate::PlanPartSample`], from their stand-alone
+    /// prediction) and of whole-op stages and baselines ([`crate::PlanStageSample`], from the stage
+    /// model's). The form is chosen as the stage model's is; a processor without samples keeps the
+    /// identity. Each model with at least [`MIN_OWN_PARTS`] parts on a processor also gets a part
+    /// calibration of its own there.
     pub(crate) fn fit_in_plan(&self, fitted: &mut [ProcessorModels], keep_model: &dyn Fn(usize) -> bool) {
         for i in 0..fitted.len() {
-            let points = self.plan_points(fitted, i, keep_model);
-            let all: Vec<StagePoint> = points.iter().map(|(_, _, p)| *p).collect();
-            fitted[i].in_plan = if all.is_empty() { StageModel::default() } else { StageModel::fit_weighted(&all, Weighting::Time) };
-            let mut own = BTreeMap::new();
-            for (m, name) in self.models.iter().enumerate() {
-                let mine: Vec<StagePoint> = points.iter().filter(|(pm, _, _)| *pm == m).map(|(_, _, p)| *p).collect();
-                if mine.len() >= MIN_OWN_PARTS {
-                    own.insert(name.clone(), StageModel::fit_weighted(&mine, Weighting::Time));
+            for which in [Calibration::Parts, Calibration::Stages] {
+                let points = self.run_points(which, fitted, i, keep_model);
+                let all: Vec<StagePoint> = points.iter().map(|(_, _, p)| *p).collect();
+                let pooled = which.fit(&all);
+                let mut own = BTreeMap::new();
+                for (m, name) in self.models.iter().enumerate() {
+                    let mine: Vec<StagePoint> = points.iter().filter(|(pm, _, _)| *pm == m).map(|(_, _, p)| *p).collect();
+                    if mine.len() >= which.min_own() {
+                        own.insert(name.clone(), which.fit(&mine));
+                    }
+                }
+                match which {
+                    Calibration::Parts => (fitted[i].in_plan, fitted[i].in_plan_of_model) = (pooled, own),
+                    Calibration::Stages => (fitted[i].whole_in_plan, fitted[i].whole_in_plan_of_model) = (pooled, own),
                 }
             }
-            fitted[i].in_plan_of_model = own;
         }
     }
 
-    /// The split parts timed on processor `index` in plans of the models `keep_model` accepts, as
-    /// (model index, index into `set.plan_parts`, stand-alone prediction beside the measured time).
-    pub(crate) fn plan_points(&self, fitted: &[ProcessorModels], index: usize, keep_model: &dyn Fn(usize) -> bool) -> Vec<(usize, usize, StagePoint)> {
-        self.set
-            .plan_parts
-            .iter()
-            .zip(&self.plan_part_model)
-            .enumerate()
-            .filter(|(_, (s, m))| s.processor == fitted[index].processor && keep_model(**m))
-            .map(|(k, (s, &m))| (m, k, StagePoint { ops_sum_us: predict_standalone(fitted, index, s), ops: s.op_count() as f64, measured_us: s.measured_us }))
-            .filter(|(_, _, p)| p.ops_sum_us.is_finite() && p.ops_sum_us > 0.0)
-            .collect()
+    /// The samples of calibration `which` timed on processor `index` in runs of the models
+    /// `keep_model` accepts, as (model index, index into `set.plan_parts` or `set.plan_stages`,
+    /// uncalibrated prediction beside the measured time).
+    pub(crate) fn run_points(&self, which: Calibration, fitted: &[ProcessorModels], index: usize, keep_model: &dyn Fn(usize) -> bool) -> Vec<(usize, usize, StagePoint)> {
+        let processor = &fitted[index].processor;
+        let points: Vec<(usize, usize, StagePoint)> = match which {
+            Calibration::Parts => self
+                .set
+                .plan_parts
+                .iter()
+                .zip(&self.plan_part_model)
+                .enumerate()
+                .filter(|(_, (s, m))| &s.processor == processor && keep_model(**m))
+                .map(|(k, (s, &m))| (m, k, StagePoint { ops_sum_us: predict_standalone(fitted, index, s), ops: s.op_count() as f64, measured_us: s.measured_us }))
+                .collect(),
+            Calibration::Stages => self
+                .set
+                .plan_stages
+                .iter()
+                .zip(&self.plan_stage_model)
+                .enumerate()
+                .filter(|(_, (s, m))| &s.processor == processor && keep_model(**m))
+                .map(|(k, (s, &m))| (m, k, StagePoint { ops_sum_us: profiled_stage(fitted, index, &s.ops), ops: s.ops.len() as f64, measured_us: s.measured_us }))
+                .collect(),
+        };
+        points.into_iter().filter(|(_, _, p)| p.ops_sum_us.is_finite() && p.ops_sum_us > 0.0).collect()
+    }
+
+    /// What makes split part `k` the same part in every run: its ops' work and its share.
+    pub(crate) fn part_identity(&self, k: usize) -> Vec<u64> {
+        let s = &self.set.plan_parts[k];
+        let mut id: Vec<u64> = s.tail.iter().chain([&s.head.0]).flat_map(|op| [op.macs.to_bits(), op.bytes_in.to_bits(), op.bytes_out.to_bits()]).collect();
+        id.push(s.head.1.end.to_bits());
+        id
     }
 }
 

@@ -46,6 +46,14 @@
 //! ([`CostModels::plan_part_us`]). A model whose plans have run also gets one of its own
 //! ([`CostModels::for_model`]). Its accuracy is reported held out ([`PlanPartAccuracy`]).
 //!
+//! **Whole-stage calibration**, per processor: a whole-op stage inside a running plan, and the
+//! `single:` baselines `tandem run` interleaves with it, take longer than the back-to-back profile
+//! the stage model was fitted on, since each run finds the caches as the run before it left them
+//! ([`PlanStageSample`]). The same form maps the stage model's prediction to those times
+//! ([`ProcessorModels::whole_in_plan`]); [`CostModels::stage_us`] and [`CostModels::predict_stage`]
+//! apply it, [`CostModels::profiled_stage_us`] does not (the leave-one-model-out evaluation compares
+//! with profiles).
+//!
 //! **Transfers**, per processor pair: `fixed + per_byte · bytes` ([`TransferModel`]).
 //!
 //! **Contention**, per (processor, scenario): how much slower a processor runs next to background load,
@@ -79,7 +87,7 @@ pub use fit::{fit, FitOptions};
 pub use models::{reference_of, CostModels, ProcessorModels, MIN_OWN_PARTS};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
 pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, IN_PLAN_OF_MODEL, STAGE, TRANSFER};
-pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanPartSample, TrainingSet, TransferSample};
+pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanPartSample, PlanStageSample, TrainingSet, TransferSample};
 pub use stage::{StageForm, StageModel, StagePoint, Weighting};
 pub use term::{Family, Term};
 pub use transfer::{TransferModel, TransferModels};

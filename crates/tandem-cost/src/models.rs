@@ -33,6 +33,16 @@ pub struct ProcessorModels {
     /// ([`CostModels::for_model`]); the pooled one is for models whose plans never ran.
     #[serde(default)]
     pub in_plan_of_model: BTreeMap<String, StageModel>,
+    /// Whole-stage calibration: a whole-op stage's time inside a running plan (and a `single:`
+    /// baseline's beside it) from the stage model's prediction, fitted on stored plan runs
+    /// ([`crate::PlanStageSample`]); the identity until a plan has run.
+    #[serde(default)]
+    pub whole_in_plan: StageModel,
+    /// The whole-stage calibration fitted on one model's own runs alone, by model name (models with
+    /// at least [`MIN_OWN_STAGES`] stages timed on this processor): how much slower *that* model
+    /// runs interleaved than profiled varies (mobilenet_v2 1.3-1.5x on one core, resnet18 1.0-1.2x).
+    #[serde(default)]
+    pub whole_in_plan_of_model: BTreeMap<String, StageModel>,
     /// The processor whose predictions this one's models may build on ([`crate::Term::Reference`]):
     /// for a processor owning several cores, the one owning its first core alone (a multi-threaded
     /// run costs the single-threaded time split across threads, plus their synchronisation).
@@ -70,6 +80,10 @@ fn reference_us(processors: &[ProcessorModels], index: usize, op: &OpFeatures, c
 /// Fewest split parts of one model timed on a processor before it gets an in-plan calibration of its own.
 pub const MIN_OWN_PARTS: usize = 8;
 
+/// Fewest whole stages (baselines included) of one model timed on a processor before it gets a
+/// whole-stage calibration of its own: one run times each baseline once.
+pub const MIN_OWN_STAGES: usize = 1;
+
 /// The reference of processor `id` among `ids` (see [`ProcessorModels::reference`]): for an id naming
 /// several cores (`cpu:0-1`, `cpu:4-7`, `cpu:0,2`), the processor of the same kind named by its first
 /// core alone (`cpu:0`), if there is one; `None` otherwise. A reference owns a single core, so it has
@@ -102,6 +116,19 @@ impl ProcessorModels {
 fn chain_part_alone(processors: &[ProcessorModels], index: usize, head: &OpFeatures, spec: PartSpec, tail: &[OpFeatures]) -> f64 {
     let tail: f64 = tail.iter().map(|o| predict_in(processors, index, o, Context::InModel)).sum();
     predict_part_in(processors, index, head, spec, Context::Isolated) + tail
+}
+
+/// A stage of `ops` on processor `index` as profiled: the stage model over its ops' in-context
+/// predictions, µs. What the whole-stage calibration is fitted on and applied to.
+pub(crate) fn profiled_stage(processors: &[ProcessorModels], index: usize, ops: &[OpFeatures]) -> f64 {
+    let sum: f64 = ops.iter().map(|o| predict_in(processors, index, o, Context::InModel)).sum();
+    processors[index].stage.predict(sum, ops.len())
+}
+
+/// The whole-stage calibration of `p` applied to a profiled stage prediction.
+#[inline]
+fn predict_whole_stage(p: &ProcessorModels, profiled_us: f64, ops: usize) -> f64 {
+    p.whole_in_plan.predict(profiled_us, ops)
 }
 
 /// What the planner predicts for a split part timed in a plan, before in-plan calibration, µs.
@@ -141,6 +168,9 @@ impl CostModels {
         for p in &mut out.processors {
             if let Some(own) = p.in_plan_of_model.get(model) {
                 p.in_plan = own.clone();
+            }
+            if let Some(own) = p.whole_in_plan_of_model.get(model) {
+                p.whole_in_plan = own.clone();
             }
         }
         out
@@ -185,13 +215,11 @@ impl CostModels {
         self.transfers.predict(src, dst, bytes)
     }
 
-    /// The predicted time of a stage running `ops` on `processor`, µs: the stage model applied to the
-    /// sum of the ops' predicted in-context times.
+    /// The predicted time of a stage running `ops` on `processor` inside a plan run, µs: the stage
+    /// model applied to the sum of the ops' predicted in-context times, then the whole-stage
+    /// calibration ([`ProcessorModels::whole_in_plan`]).
     pub fn predict_stage(&self, processor: &str, ops: &[OpFeatures]) -> f64 {
-        self.at(processor, |i| {
-            let sum: f64 = ops.iter().map(|o| predict_in(&self.processors, i, o, Context::InModel)).sum();
-            self.processors[i].stage.predict(sum, ops.len())
-        })
+        self.at(processor, |i| predict_whole_stage(&self.processors[i], profiled_stage(&self.processors, i, ops), ops.len()))
     }
 
     /// A split part's predicted time alone, µs: the part `spec` of `head` run alone, plus `tail`
@@ -207,10 +235,21 @@ impl CostModels {
         self.at(&part.processor, |i| self.processors[i].in_plan.predict(predict_standalone(&self.processors, i, part), part.op_count()))
     }
 
-    /// The stage model alone, for a planner that keeps running sums: a stage of `ops` ops whose
-    /// predicted in-context times sum to `ops_sum_us`.
+    /// A stage's predicted time inside a plan run, for a planner that keeps running sums: a stage of
+    /// `ops` ops whose predicted in-context times sum to `ops_sum_us`, through the stage model and the
+    /// whole-stage calibration (both affine, so their composition is too).
     #[inline]
     pub fn stage_us(&self, processor: &str, ops_sum_us: f64, ops: usize) -> f64 {
+        match self.processor(processor) {
+            Some(p) => predict_whole_stage(p, p.stage.predict(ops_sum_us, ops), ops),
+            None => f64::INFINITY,
+        }
+    }
+
+    /// [`CostModels::stage_us`] without the whole-stage calibration: the stage as the profile times
+    /// it, back to back.
+    #[inline]
+    pub fn profiled_stage_us(&self, processor: &str, ops_sum_us: f64, ops: usize) -> f64 {
         match self.processor(processor) {
             Some(p) => p.stage.predict(ops_sum_us, ops),
             None => f64::INFINITY,
@@ -231,7 +270,12 @@ impl CostModels {
     pub fn is_valid(&self) -> bool {
         self.processors
             .iter()
-            .all(|p| p.in_model.is_valid() && p.isolated.is_valid() && p.stage.is_valid() && p.in_plan.is_valid() && p.in_plan_of_model.values().all(StageModel::is_valid))
+            .all(|p| {
+                [&p.stage, &p.in_plan, &p.whole_in_plan].iter().all(|m| m.is_valid())
+                    && p.in_model.is_valid()
+                    && p.isolated.is_valid()
+                    && p.in_plan_of_model.values().chain(p.whole_in_plan_of_model.values()).all(StageModel::is_valid)
+            })
             && self.transfers.is_valid()
     }
 

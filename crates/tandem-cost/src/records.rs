@@ -3,10 +3,12 @@
 //! One record per (processor, op kind): its `params` hold the kind's in-context and isolated models
 //! (`{"in_model": {...}, "isolated": {...}}`), self-contained so that a planner can rebuild
 //! [`CostModels`] from the rows alone. Besides the kinds there are `family:<name>` rows (the family
-//! models that rare and unseen kinds fall back to), an `all` row per processor (the last resort), a
-//! `stage` row per processor (the `all` row also names the processor's reference, `"reference":
-//! "cpu:0"`, when its models build on another processor's predictions), and `transfer` rows whose processor is `src->dst` (or `*` for the model
-//! pooled over all pairs).
+//! models that rare and unseen kinds fall back to), an `all` row per processor (the last resort; it
+//! also names the processor's reference, `"reference": "cpu:0"`, when its models build on another
+//! processor's predictions), a `stage` row per processor, `in_plan` and `whole_in_plan` rows (the
+//! calibrations learnt from plan runs, and `in_plan:<model>` and `whole_in_plan:<model>` rows for
+//! models' own), and `transfer` rows whose processor is `src->dst` (or `*` for the model pooled over
+//! all pairs).
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,10 @@ pub const STAGE: &str = "stage";
 pub const IN_PLAN: &str = "in_plan";
 /// `op_kind` prefix of the rows of a model's own in-plan calibration: `in_plan:<model>`.
 pub const IN_PLAN_OF_MODEL: &str = "in_plan:";
+/// `op_kind` of whole-stage calibration rows.
+pub const WHOLE_IN_PLAN: &str = "whole_in_plan";
+/// `op_kind` prefix of the rows of a model's own whole-stage calibration: `whole_in_plan:<model>`.
+pub const WHOLE_IN_PLAN_OF_MODEL: &str = "whole_in_plan:";
 /// `op_kind` of transfer rows.
 pub const TRANSFER: &str = "transfer";
 /// `processor` of the pooled transfer row.
@@ -109,27 +115,33 @@ impl FitReport {
                 within_10pct: (!lomo.is_empty()).then(|| lomo.iter().filter(|e| **e <= 0.1).count() as f64 / lomo.len() as f64),
                 fallback_of: None,
             });
-            let held_out = self.in_plan.iter().find(|a| a.processor == p.processor);
-            out.push(ModelRecord {
-                processor: p.processor.clone(),
-                op_kind: IN_PLAN.into(),
-                params: to_value(&p.in_plan),
-                samples: p.in_plan.samples as i64,
-                mape: held_out.and_then(|a| a.calibrated).map(|a| a.mape),
-                within_10pct: held_out.and_then(|a| a.calibrated).map(|a| a.within_10pct),
-                fallback_of: (p.in_plan.samples == 0).then(|| "unmeasured".to_string()),
-            });
-            for (model, own) in &p.in_plan_of_model {
-                let held_out = held_out.and_then(|a| a.own_models.iter().find(|o| &o.model == model));
+            let calibrations = [
+                (IN_PLAN, IN_PLAN_OF_MODEL, &p.in_plan, &p.in_plan_of_model, &self.in_plan),
+                (WHOLE_IN_PLAN, WHOLE_IN_PLAN_OF_MODEL, &p.whole_in_plan, &p.whole_in_plan_of_model, &self.whole_in_plan),
+            ];
+            for (kind, own_prefix, pooled, of_model, accuracy) in calibrations {
+                let held_out = accuracy.iter().find(|a| a.processor == p.processor);
                 out.push(ModelRecord {
                     processor: p.processor.clone(),
-                    op_kind: format!("{IN_PLAN_OF_MODEL}{model}"),
-                    params: to_value(own),
-                    samples: own.samples as i64,
-                    mape: held_out.map(|o| o.accuracy.mape),
-                    within_10pct: held_out.map(|o| o.accuracy.within_10pct),
-                    fallback_of: None,
+                    op_kind: kind.into(),
+                    params: to_value(pooled),
+                    samples: pooled.samples as i64,
+                    mape: held_out.and_then(|a| a.calibrated).map(|a| a.mape),
+                    within_10pct: held_out.and_then(|a| a.calibrated).map(|a| a.within_10pct),
+                    fallback_of: (pooled.samples == 0).then(|| "unmeasured".to_string()),
                 });
+                for (model, own) in of_model {
+                    let held_out = held_out.and_then(|a| a.own_models.iter().find(|o| &o.model == model));
+                    out.push(ModelRecord {
+                        processor: p.processor.clone(),
+                        op_kind: format!("{own_prefix}{model}"),
+                        params: to_value(own),
+                        samples: own.samples as i64,
+                        mape: held_out.map(|o| o.accuracy.mape),
+                        within_10pct: held_out.map(|o| o.accuracy.within_10pct),
+                        fallback_of: None,
+                    });
+                }
             }
         }
         let t = &self.models.transfers;
@@ -206,6 +218,8 @@ impl CostModels {
                 stage: StageModel::default(),
                 in_plan: StageModel::default(),
                 in_plan_of_model: BTreeMap::new(),
+                whole_in_plan: StageModel::default(),
+                whole_in_plan_of_model: BTreeMap::new(),
                 reference: None,
             });
             if r.op_kind == STAGE {
@@ -220,6 +234,15 @@ impl CostModels {
                 p.in_plan_of_model.insert(model.to_string(), serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?);
                 continue;
             }
+            if r.op_kind == WHOLE_IN_PLAN {
+                p.whole_in_plan = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
+                continue;
+            }
+            if let Some(model) = r.op_kind.strip_prefix(WHOLE_IN_PLAN_OF_MODEL) {
+                p.whole_in_plan_of_model.insert(model.to_string(), serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?);
+                continue;
+            }
+
             let field = |name: &str| r.params.get(name).cloned().filter(|v| !v.is_null());
             if r.op_kind == ALL_KINDS {
                 p.reference = r.params.get("reference").and_then(Value::as_str).map(String::from);

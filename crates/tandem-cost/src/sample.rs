@@ -323,9 +323,9 @@ pub struct TransferSample {
 /// What the planner would predict for it is recomputed from the features with the models being
 /// fitted, exactly as the planner composes it: the head's isolated part plus the tail's in-context
 /// parts. The in-plan calibration ([`crate::ProcessorModels::in_plan`]) maps that to what the part
-/// measured inside the plan. Only split parts are calibrated: they run at the same time as the other
-/// parts of their split, which no profile sees, while a whole-op stage is the stage model's (a plan
-/// of one stage, the whole model on one processor, must stay predicted as profiled).
+/// measured inside the plan. Split parts run at the same time as the other parts of their split,
+/// which no profile sees, so they have a calibration of their own; whole-op stages have another
+/// ([`PlanStageSample`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanPartSample {
     /// The model (as in [`OpSample::model`]): leave-one-model-out holds a model's parts out too.
@@ -347,6 +347,30 @@ impl PlanPartSample {
     }
 }
 
+/// A whole-op stage timed while its plan ran, or a processor's `single:` baseline timed beside it (the
+/// whole model as one stage, tract's plain run).
+///
+/// The profile times ops and whole models back to back, each right after itself; `tandem run`
+/// interleaves the plan with the baselines, so every stage finds the caches as another model or
+/// another core left them, and it runs 1-30% slower (mobilenet_v2 on `cpu:0`: 13.6 ms profiled,
+/// 17.6 ms as a baseline in its runs). The whole-stage calibration
+/// ([`crate::ProcessorModels::whole_in_plan`]) maps the stage model's prediction to these times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStageSample {
+    /// The model (as in [`OpSample::model`]): leave-one-model-out holds a model's stages out too.
+    pub model: String,
+    /// The processor the stage ran on.
+    pub processor: String,
+    /// The stage's ops, whole.
+    pub ops: Vec<OpFeatures>,
+    /// The stage's median time inside the run, microseconds.
+    pub measured_us: f64,
+    /// The run it was timed in (a model's own calibration is evaluated predicting each run from
+    /// its other runs).
+    #[serde(default)]
+    pub run: i64,
+}
+
 /// Everything a fit learns from: one device's measurements.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSet {
@@ -359,6 +383,9 @@ pub struct TrainingSet {
     /// Split parts timed inside plan runs.
     #[serde(default)]
     pub plan_parts: Vec<PlanPartSample>,
+    /// Whole-op stages and baselines timed in plan runs.
+    #[serde(default)]
+    pub plan_stages: Vec<PlanStageSample>,
 }
 
 impl TrainingSet {
@@ -396,6 +423,16 @@ impl TrainingSet {
             for op in s.tail.iter().chain([head]) {
                 if let Err(e) = op.validate() {
                     return bad(format!("a split part of model {}: {e}", s.model));
+                }
+            }
+        }
+        for s in &self.plan_stages {
+            if !(s.measured_us.is_finite() && s.measured_us > 0.0) || s.ops.is_empty() {
+                return bad(format!("a stage of model {} on {} has median {} µs over {} ops", s.model, s.processor, s.measured_us, s.ops.len()));
+            }
+            for op in &s.ops {
+                if let Err(e) = op.validate() {
+                    return bad(format!("a stage of model {}: {e}", s.model));
                 }
             }
         }

@@ -99,7 +99,8 @@ impl StageModel {
         [self.fixed_us, self.factor, self.per_op_us].iter().all(|v| v.is_finite() && *v >= 0.0) && self.tried.iter().all(|t| t.1.is_finite())
     }
 
-    fn fit_form(form: StageForm, points: &[StagePoint], weighting: Weighting) -> StageModel {
+    /// Fits `form` itself, with the errors weighted as `weighting` says (the identity without points).
+    pub fn fit_form(form: StageForm, points: &[StagePoint], weighting: Weighting) -> StageModel {
         let mut m = StageModel { form, samples: points.len(), ..Default::default() };
         if form == StageForm::Sum || points.is_empty() {
             m.form = StageForm::Sum;

@@ -2,7 +2,7 @@
 //! only on held-out data, falls back for rare kinds, and its stored form predicts what it predicted.
 
 use tandem_cost::{
-    fit_and_evaluate, Context, CostError, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, PlanPartSample, StageForm, Term,
+    fit_and_evaluate, Context, CostError, CostModels, FitOptions, ModelSample, OpFeatures, OpSample, PartSpec, PlanPartSample, PlanStageSample, StageForm, Term,
     TrainingSet, TransferSample,
 };
 // Deterministic (SplitMix64), so the tests need no dependency and never flake.
@@ -274,7 +274,8 @@ fn in_plan_calibration_learns_how_much_slower_stages_run_inside_plans() {
         assert!((a - s.measured_us).abs() / s.measured_us < 0.1, "predicted {a}, measured {}", s.measured_us);
     }
     assert!((back.plan_part_us("cpu:0", 100.0, 2) - back.processor("cpu:0").unwrap().in_plan.predict(100.0, 2)).abs() < 1e-9);
-    // Whole-op stages keep the stage model: a plan of one stage is predicted as profiled.
+    // With no whole stage timed in a run, whole stages keep the stage model: a plan of one stage is
+    // predicted as profiled.
     let ops: Vec<OpFeatures> = set.plan_parts[0].tail.clone();
     let sum: f64 = ops.iter().map(|o| back.predict_op("cpu:0", o)).sum();
     assert_eq!(back.stage_us("cpu:0", sum, ops.len()), back.processor("cpu:0").unwrap().stage.predict(sum, ops.len()));
@@ -285,6 +286,13 @@ fn a_bad_plan_stage_is_refused() {
     let mut set = synthetic(2, 10, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
     set.plan_parts = plan_parts(&set, 1.0, 0.0, 5);
     set.plan_parts[0].measured_us = f64::NAN;
+    assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
+    set.plan_parts.clear();
+    set.plan_stages = plan_stages(&set, &|_| 1.0, 5, 1);
+    set.plan_stages[1].measured_us = -3.0;
+    assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
+    set.plan_stages[1].measured_us = 10.0;
+    set.plan_stages[1].ops.clear();
     assert!(matches!(fit_and_evaluate("dev", &set, &FitOptions::default()), Err(CostError::InvalidSample(_))));
 }
 
@@ -323,4 +331,79 @@ fn a_model_whose_plans_ran_gets_a_calibration_of_its_own() {
     }
     assert_eq!(back.for_model("never-run").processor("cpu:0").unwrap().in_plan, back.processor("cpu:0").unwrap().in_plan);
     assert_eq!(back.processor("cpu:0").unwrap().in_plan_of_model.len(), 5);
+}
+
+/// Whole-op stages of `set`'s models, `chunk` consecutive ops each, and each model whole (a baseline),
+/// timed in `runs` plan runs `slow(model index)` times slower than the back-to-back truth (the
+/// synthetic stage model, 20 µs + 1.05 × the ops' sum, over ops taking 3 + 0.002 · macs), the second
+/// run 2% slower than the first.
+fn plan_stages(set: &TrainingSet, slow: &dyn Fn(usize) -> f64, chunk: usize, runs: i64) -> Vec<PlanStageSample> {
+    let mut out = vec![];
+    let models: std::collections::BTreeSet<&str> = set.ops.iter().map(|s| s.model.as_str()).collect();
+    for (i, m) in models.into_iter().enumerate() {
+        let ops: Vec<OpFeatures> = set.ops.iter().filter(|s| s.model == m && s.context == Context::InModel).map(|s| s.op.clone()).collect();
+        let truth = |ops: &[OpFeatures]| 20.0 + 1.05 * ops.iter().map(|f| 3.0 + 0.002 * f.macs).sum::<f64>();
+        for run in 0..runs {
+            for c in ops.chunks(chunk).chain([ops.as_slice()]) {
+                let measured_us = slow(i) * (1.0 + 0.02 * run as f64) * truth(c);
+                out.push(PlanStageSample { model: m.into(), processor: "cpu:0".into(), ops: c.to_vec(), measured_us, run: 10 * i as i64 + run });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn whole_stage_calibration_learns_how_much_slower_stages_run_in_plan_runs() {
+    // Interleaved with other models, whole stages and baselines run 1.25x their profiled time.
+    let mut set = synthetic(5, 30, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    set.plan_stages = plan_stages(&set, &|_| 1.25, 6, 1);
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let acc = &report.whole_in_plan[0];
+    assert_eq!((acc.parts, acc.models), (set.plan_stages.len(), 5));
+    assert!((acc.median_ratio - 1.25).abs() < 0.05, "{acc:?}");
+    let calibrated = acc.calibrated.expect("runs of five models");
+    assert!(acc.standalone.mape > 15.0 && calibrated.mape < 5.0 && calibrated.within_10pct > 0.9, "{acc:?}");
+    // The split parts' calibration is a different one, untouched.
+    assert!(report.in_plan.is_empty());
+    let back = CostModels::from_records("dev", 1, &report.records().unwrap()).unwrap();
+    let p = back.processor("cpu:0").unwrap();
+    assert_eq!(p.whole_in_plan, report.models.processor("cpu:0").unwrap().whole_in_plan, "it survives storage");
+    // The planner's stage times are calibrated, the profiled ones are not.
+    for s in &set.plan_stages {
+        let sum: f64 = s.ops.iter().map(|o| back.predict_op("cpu:0", o)).sum();
+        let (planned, profiled) = (back.stage_us("cpu:0", sum, s.ops.len()), back.profiled_stage_us("cpu:0", sum, s.ops.len()));
+        assert_eq!(profiled, p.stage.predict(sum, s.ops.len()));
+        assert!((planned - back.predict_stage("cpu:0", &s.ops)).abs() <= 1e-9 * planned);
+        assert!((planned - s.measured_us).abs() / s.measured_us < 0.1, "planned {planned}, measured {}", s.measured_us);
+        assert!((profiled - s.measured_us).abs() / s.measured_us > 0.1, "profiled {profiled}, measured {}", s.measured_us);
+    }
+    // Every model gets one of its own, which one run cannot hold out. The leave-one-model-out
+    // whole-model figures compare with profiles and stay uncalibrated.
+    assert_eq!(p.whole_in_plan_of_model.len(), 5);
+    assert!(acc.own_models.is_empty() && acc.own.is_none(), "{acc:?}");
+    let before = fit_and_evaluate("dev", &TrainingSet { plan_stages: vec![], ..set.clone() }, &FitOptions::default()).unwrap();
+    assert_eq!(report.leave_one_model_out, before.leave_one_model_out);
+}
+
+#[test]
+fn a_model_gets_a_whole_stage_calibration_of_its_own_held_out_run_by_run() {
+    // Each model slows down by its own factor when interleaved (1.05x to 1.45x), in two runs.
+    let mut set = synthetic(5, 30, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    set.plan_stages = plan_stages(&set, &|m| 1.05 + 0.1 * m as f64, 6, 2);
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let acc = &report.whole_in_plan[0];
+    let (pooled, own) = (acc.calibrated.unwrap(), acc.own.expect("two runs of every model"));
+    assert_eq!(acc.own_models.len(), 5, "{acc:?}");
+    // Each run predicted from the other: off by the 2% between them, and no more.
+    assert!(own.mape < 4.0 && own.within_10pct > 0.95, "own {own:?}");
+    assert!(pooled.mape > 2.0 * own.mape, "pooled {pooled:?} against own {own:?}");
+    let back = CostModels::from_records("dev", 1, &report.records().unwrap()).unwrap();
+    let (own4, pooled_models) = (back.for_model("m4"), &back);
+    for s in set.plan_stages.iter().filter(|s| s.model == "m4") {
+        let (own, pooled) = (own4.predict_stage("cpu:0", &s.ops), pooled_models.predict_stage("cpu:0", &s.ops));
+        assert!((own - s.measured_us).abs() / s.measured_us < 0.05, "own {own}, measured {}", s.measured_us);
+        assert!((pooled - s.measured_us).abs() / s.measured_us > 0.1, "pooled {pooled}, measured {}", s.measured_us);
+    }
+    assert_eq!(back.for_model("never-run").processor("cpu:0").unwrap().whole_in_plan, back.processor("cpu:0").unwrap().whole_in_plan);
 }

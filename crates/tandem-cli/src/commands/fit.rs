@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 use tandem_cost::{
     Accuracy, FitOptions, KindAccuracy, LeaveOneModelOut, LeftOutModel, ModelSample, OpFeatures, OpSample, PartSpec,
-    PlanPartSample, PlanPartAccuracy, SliceAccuracy, StageForm, TrainingSet, TransferSample,
+    PlanPartSample, PlanStageSample, PlanPartAccuracy, SliceAccuracy, StageForm, TrainingSet, TransferSample,
 };
 use tandem_store::{CostModelRow, MeasurementRow, ModelRow, Store, Target};
 
@@ -28,6 +28,7 @@ use crate::table::Table;
 ///   "stages": [{processor, form, fixed_us, factor, per_op_us, samples, reference}],
 ///   "in_plan": [{processor, form, fixed_us, factor, per_op_us, parts, models, standalone {..}, calibrated {..} | null, median_ratio,
 ///                standalone_time_error_pct, calibrated_time_error_pct, own_time_error_pct, own {..} | null, own_models [..]}],
+///   "whole_in_plan": [ .. the same for whole-op stages and `single:` baselines timed in plan runs .. ],
 ///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],
 ///   "training": {models, op_samples, model_samples, transfer_samples, skipped},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
@@ -57,6 +58,9 @@ pub struct FitJson {
     pub stages: Vec<StageJson>,
     /// The in-plan calibrations, with how well stages timed inside plan runs are predicted.
     pub in_plan: Vec<InPlanJson>,
+    /// The whole-stage calibrations (whole-op stages and baselines inside plan runs from the stage
+    /// model's prediction), with their accuracy; `parts` counts stages there.
+    pub whole_in_plan: Vec<InPlanJson>,
     /// The transfer models.
     pub transfers: Vec<TransferJson>,
     /// What the fit learned from.
@@ -89,6 +93,44 @@ pub struct StageJson {
     /// The processor whose predictions this one's op models may build on (the first core of a
     /// multi-core processor), if any; the kinds that do say so in `models[].uses_reference`.
     pub reference: Option<String>,
+}
+
+/// The JSON rows of one calibration: each processor's accuracy beside its pooled model.
+fn calibration_json<'a>(accuracy: &'a [PlanPartAccuracy], model: &dyn Fn(&PlanPartAccuracy) -> Option<&'a tandem_cost::StageModel>) -> Vec<InPlanJson> {
+    accuracy
+        .iter()
+        .filter_map(|a| {
+            let m = model(a)?;
+            Some(InPlanJson { form: m.form, fixed_us: m.fixed_us, factor: m.factor, per_op_us: m.per_op_us, accuracy: a.clone() })
+        })
+        .collect()
+}
+
+/// The text table of one calibration, with the models that have one of their own.
+fn calibration_table(rows: &[InPlanJson], what: &str) -> String {
+    let mut table = Table::new(&["processor", "model", what, "models", "measured / predicted", "mape % before", "after", "own", "time off % before", "after", "own"]);
+    for c in rows {
+        let a = &c.accuracy;
+        table.row(vec![
+            a.processor.clone(),
+            format!("{:.1} + {:.3} × predicted + {:.2} × ops", c.fixed_us, c.factor, c.per_op_us),
+            a.parts.to_string(),
+            a.models.to_string(),
+            format!("{:.2}", a.median_ratio),
+            format!("{:.1}", a.standalone.mape),
+            a.calibrated.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
+            a.own.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
+            format!("{:.1}", a.standalone_time_error_pct),
+            a.calibrated_time_error_pct.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+            a.own_time_error_pct.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let mut s = table.render();
+    let own: Vec<String> = rows.iter().flat_map(|c| c.accuracy.own_models.iter().map(move |o| format!("{} on {} {:.2}x", o.model, c.accuracy.processor, o.median_ratio))).collect();
+    if !own.is_empty() {
+        s.push_str(&format!("  models with a calibration of their own (median measured / predicted): {}\n", own.join(", ")));
+    }
+    s
 }
 
 /// One processor's in-plan calibration: a split part's time inside a running plan from its prediction
@@ -138,6 +180,8 @@ pub struct TrainingJson {
     pub transfer_samples: usize,
     /// Split parts timed inside plan runs.
     pub plan_part_samples: usize,
+    /// Whole-op stages and baselines timed in plan runs (the whole-stage calibration's data).
+    pub plan_stage_samples: usize,
     /// Measurements left out because their time was not a positive finite number.
     pub skipped: usize,
 }
@@ -212,14 +256,8 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
                 reference: p.reference.clone(),
             })
             .collect(),
-        in_plan: report
-            .in_plan
-            .iter()
-            .filter_map(|a| {
-                let m = &report.models.processor(&a.processor)?.in_plan;
-                Some(InPlanJson { form: m.form, fixed_us: m.fixed_us, factor: m.factor, per_op_us: m.per_op_us, accuracy: a.clone() })
-            })
-            .collect(),
+        in_plan: calibration_json(&report.in_plan, &|a| report.models.processor(&a.processor).map(|p| &p.in_plan)),
+        whole_in_plan: calibration_json(&report.whole_in_plan, &|a| report.models.processor(&a.processor).map(|p| &p.whole_in_plan)),
         transfers: report
             .models
             .transfers
@@ -240,6 +278,7 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
             model_samples: set.models.len(),
             transfer_samples: set.transfers.len(),
             plan_part_samples: set.plan_parts.len(),
+            plan_stage_samples: set.plan_stages.len(),
             skipped,
         },
         rows_stored: rows.len(),
@@ -301,7 +340,7 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
                 Target::Stage => {}
             }
         }
-        plan_parts(store, device, m.id, &name, &ops, &mut set.plan_parts)?;
+        plan_runs(store, device, m.id, &name, &ops, &mut set)?;
     }
     for t in store.transfers(device)? {
         if t.median_us.is_finite() && t.median_us > 0.0 && t.bytes >= 0 {
@@ -323,16 +362,23 @@ pub fn training_name(all: &[ModelRow], m: &ModelRow) -> String {
     }
 }
 
-/// The split parts of every verified run of the model's plans on `device`, as the cost crate's
-/// samples. Runs without per-stage timings (adaptive runs, the dynamics experiment) and parts naming
-/// ops the model lacks are passed over.
-fn plan_parts(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTreeMap<i64, OpFeatures>, out: &mut Vec<PlanPartSample>) -> Result<()> {
+/// The split parts, whole stages and baselines of every verified run of the model's plans on
+/// `device`, as the cost crate's samples (`plan_parts` and `plan_stages`). Runs without per-stage
+/// timings (adaptive runs, the dynamics experiment), and parts and stages naming ops the model
+/// lacks, are passed over.
+fn plan_runs(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTreeMap<i64, OpFeatures>, set: &mut TrainingSet) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct Details {
         #[serde(default)]
         stages: Vec<tandem_exec::StageReport>,
     }
+    #[derive(serde::Deserialize)]
+    struct Baseline {
+        name: String,
+        measured_ms: f64,
+    }
     let features = |id: usize| ops.get(&(id as i64)).cloned();
+    let whole_model: Vec<OpFeatures> = ops.values().cloned().collect();
     for plan_row in store.plans(model_id, device)? {
         let Ok(plan) = serde_json::from_str::<tandem_plan::Plan>(&plan_row.plan) else { continue };
         for run in store.runs(plan_row.id)? {
@@ -340,8 +386,22 @@ fn plan_parts(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTre
                 continue;
             }
             let Ok(details) = serde_json::from_str::<Details>(&run.details) else { continue };
+            let stage = |processor: &str, ops: Vec<OpFeatures>, measured_us: f64| PlanStageSample { model: name.to_string(), processor: processor.to_string(), ops, measured_us, run: run.id };
+            // The baselines ran interleaved with the plan: the whole model as one stage, each.
+            if !details.stages.is_empty() && !whole_model.is_empty() {
+                for b in serde_json::from_str::<Vec<Baseline>>(&run.baselines).unwrap_or_default() {
+                    if let (Some(p), true) = (b.name.strip_prefix("single:"), b.measured_ms.is_finite() && b.measured_ms > 0.0) {
+                        set.plan_stages.push(stage(p, whole_model.clone(), b.measured_ms * 1e3));
+                    }
+                }
+            }
             for st in details.stages.iter().filter(|st| st.measured_us.is_finite() && st.measured_us > 0.0) {
-                let Some([split, start, end]) = st.part else { continue };
+                let Some([split, start, end]) = st.part else {
+                    if let Some(f) = st.ops.iter().map(|&o| features(o)).collect::<Option<Vec<_>>>().filter(|f| !f.is_empty()) {
+                        set.plan_stages.push(stage(&st.processor, f, st.measured_us));
+                    }
+                    continue;
+                };
                 let part = plan.splits.get(split).and_then(|sp| {
                     let extent = *sp.bounds.last()? as f64;
                     let share = end.saturating_sub(start) as f64 / extent;
@@ -350,7 +410,7 @@ fn plan_parts(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTre
                     (share > 0.0 && share <= 1.0).then_some((head, tail))
                 });
                 if let Some((head, tail)) = part {
-                    out.push(PlanPartSample { model: name.to_string(), processor: st.processor.clone(), head, tail, measured_us: st.measured_us });
+                    set.plan_parts.push(PlanPartSample { model: name.to_string(), processor: st.processor.clone(), head, tail, measured_us: st.measured_us });
                 }
             }
         }
@@ -467,33 +527,15 @@ fn print_tables(out: &FitJson) -> Result<()> {
         s.push_str("in-plan calibration: no plan with splits has run yet (`tandem run` stores per-part timings the next fit learns from)\n");
     } else {
         s.push_str(&format!("in-plan calibration (split part µs inside a running plan from its prediction alone; {} parts timed in plan runs):\n", out.training.plan_part_samples));
-        let mut table = Table::new(&["processor", "model", "parts", "models", "measured / predicted", "mape % before", "after", "own", "time off % before", "after", "own"]);
-        for c in &out.in_plan {
-            let a = &c.accuracy;
-            table.row(vec![
-                c.accuracy.processor.clone(),
-                format!("{:.1} + {:.3} × predicted + {:.2} × ops", c.fixed_us, c.factor, c.per_op_us),
-                a.parts.to_string(),
-                a.models.to_string(),
-                format!("{:.2}", a.median_ratio),
-                format!("{:.1}", a.standalone.mape),
-                a.calibrated.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
-                a.own.map(|x| format!("{:.1}", x.mape)).unwrap_or_else(|| "-".into()),
-                format!("{:.1}", a.standalone_time_error_pct),
-                a.calibrated_time_error_pct.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
-                a.own_time_error_pct.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
-            ]);
-        }
-        s.push_str(&table.render());
+        s.push_str(&calibration_table(&out.in_plan, "parts"));
         s.push_str("  (after: the calibration fitted without the part's model, '-' until plans of two models have run; own: each model's\n   own calibration, which re-planning it uses, fitted on half its parts predicting the other half; time off: the\n   time mispredicted as a share of the time measured, what a plan's latency feels)\n");
-        let own: Vec<String> = out
-            .in_plan
-            .iter()
-            .flat_map(|c| c.accuracy.own_models.iter().map(move |o| format!("{} on {} {:.2}x", o.model, c.accuracy.processor, o.median_ratio)))
-            .collect();
-        if !own.is_empty() {
-            s.push_str(&format!("  models with a calibration of their own (median measured / predicted): {}\n", own.join(", ")));
-        }
+    }
+    if !out.whole_in_plan.is_empty() {
+        s.push_str(&format!(
+            "whole-stage calibration (whole-op stage µs inside a running plan, and the interleaved `single:` baselines, from the stage model's prediction; {} timed):\n",
+            out.training.plan_stage_samples
+        ));
+        s.push_str(&calibration_table(&out.whole_in_plan, "stages"));
     }
     if out.transfers.is_empty() {
         s.push_str("transfers: none measured (`tandem profile` measures them unless --no-transfers); hand-overs are predicted free\n");

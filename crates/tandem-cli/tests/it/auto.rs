@@ -76,6 +76,20 @@ fn the_next_fit_learns_from_the_plan_run_and_auto_keeps_the_best_measured_plan()
     assert_eq!(count(&db, "select count(*) from cost_models where version = 2 and op_kind = 'in_plan'"), processors);
     assert_eq!(count(&db, "select count(*) from cost_models where version = 2 and op_kind = 'in_plan' and samples = 0 and fallback_of = 'unmeasured'"), processors - in_plan.len() as i64);
 
+    // Every whole stage the run timed, and every baseline beside it, is a sample of the whole-stage
+    // calibration; each processor with one gets a calibration of resnet's own too.
+    let whole = count(&db, "select count(*) from runs, json_each(runs.details, '$.stages') where json_extract(value, '$.part') is null");
+    let baselines = count(&db, "select count(*) from runs, json_each(runs.baselines)");
+    assert!(baselines > 0);
+    assert_eq!(fit["training"]["plan_stage_samples"].as_i64(), Some(whole + baselines), "{}", fit["training"]);
+    let stages = fit["whole_in_plan"].as_array().unwrap();
+    assert_eq!(stages.iter().map(|c| c["parts"].as_i64().unwrap()).sum::<i64>(), whole + baselines);
+    for c in stages {
+        assert_eq!(c["form"], "factor", "a ratio only: {c}");
+        assert!(c["factor"].as_f64().is_some_and(|f| f.is_finite() && f > 0.0), "{c}");
+    }
+    assert_eq!(count(&db, "select count(*) from cost_models where version = 2 and op_kind = 'whole_in_plan:resnet'"), stages.len() as i64);
+
     // With calibration rounds (and the fallback to the best processor alone), every plan auto ran is
     // listed and the one it reports measured fastest.
     let o = tandem(&["auto", "resnet", "--budget-ms", "10", "--run-budget-ms", "300", "--calibrate", "2", "--db", dbs, "--json"]);
