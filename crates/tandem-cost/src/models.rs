@@ -215,6 +215,13 @@ impl CostModels {
         self.transfers.predict(src, dst, bytes)
     }
 
+    /// The predicted time to join a split's parts into one `bytes`-byte tensor on `processor`, µs
+    /// (0 where the profile did not measure it).
+    #[inline]
+    pub fn predict_join(&self, processor: &str, bytes: f64) -> f64 {
+        self.transfers.predict_join(processor, bytes)
+    }
+
     /// The predicted time of a stage running `ops` on `processor` inside a plan run, µs: the stage
     /// model applied to the sum of the ops' predicted in-context times, then the whole-stage
     /// calibration ([`ProcessorModels::whole_in_plan`]).

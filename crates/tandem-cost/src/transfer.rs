@@ -99,7 +99,8 @@ impl TransferModels {
                 pairs.push(PairModel { src, dst, model, samples: mine.len(), accuracy });
             }
         }
-        let all: Vec<&TransferSample> = samples.iter().collect();
+        // A processor to itself is a join's copy, no hand-over: the pooled model leaves it out.
+        let all: Vec<&TransferSample> = samples.iter().filter(|s| s.src != s.dst).collect();
         TransferModels {
             pairs,
             pooled: TransferModel::fit(&all).unwrap_or(TransferModel::UNMEASURED),
@@ -128,6 +129,13 @@ impl TransferModels {
         }
         self.get(src, dst).predict(bytes)
     }
+
+    /// The predicted time to join a split's parts into one tensor of `bytes` on `processor` (the
+    /// profile's transfer from the processor to itself); 0 where it was not measured.
+    #[inline]
+    pub fn predict_join(&self, processor: &str, bytes: f64) -> f64 {
+        self.pairs.iter().find(|p| p.src == processor && p.dst == processor).map(|p| p.model.predict(bytes)).unwrap_or(0.0)
+    }
 }
 
 #[cfg(test)]
@@ -147,5 +155,21 @@ mod tests {
         assert_eq!(m.predict("cpu:1", "cpu:0", 4096.0), m.pooled.predict(4096.0));
         assert_eq!(m.predict("cpu:1", "cpu:1", 4096.0), 0.0);
         assert!(m.pairs[0].accuracy.unwrap().within_10pct > 0.99);
+    }
+
+    #[test]
+    fn a_processor_to_itself_is_a_join_and_stays_out_of_the_pooled_hand_over() {
+        let mut samples: Vec<TransferSample> = [4096.0, 1048576.0, 16777216.0]
+            .iter()
+            .map(|&b| TransferSample { src: "cpu:0".into(), dst: "cpu:1".into(), bytes: b, median_us: 20.0 + b / 5000.0 })
+            .collect();
+        samples.extend([4096.0, 1048576.0, 16777216.0].iter().map(|&b| TransferSample { src: "cpu:0".into(), dst: "cpu:0".into(), bytes: b, median_us: 1.0 + b / 15000.0 }));
+        let m = TransferModels::fit(&samples);
+        assert_eq!(m.pooled_samples, 3);
+        assert!((m.pooled.per_byte_us - 2e-4).abs() < 1e-12, "{:?}", m.pooled);
+        assert!((m.predict_join("cpu:0", 1e6) - (1.0 + 1e6 / 15000.0)).abs() < 1e-6);
+        // Joins are no hand-over, and an unmeasured processor joins for free.
+        assert_eq!(m.predict("cpu:0", "cpu:0", 1e6), 0.0);
+        assert_eq!(m.predict_join("cpu:1", 1e6), 0.0);
     }
 }

@@ -39,7 +39,7 @@ fn problem(g: &Graph, processors: &[Processor]) -> Problem {
         })
         .collect();
     let n = specs.len();
-    Problem { processors: specs, ops, transfer: vec![vec![TransferCost { fixed_us: 5.0, per_byte_us: 0.0 }; n]; n], stage: vec![StageCost::default(); n] }
+    Problem { processors: specs, ops, transfer: vec![vec![TransferCost { fixed_us: 5.0, per_byte_us: 0.0 }; n]; n], stage: vec![StageCost::default(); n], join: vec![] }
 }
 
 /// µs of the plan's stages on processors owning `core`, at idle speed (whatever the plan was

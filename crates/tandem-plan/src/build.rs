@@ -166,7 +166,15 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
             });
         }
     }
-    Problem { processors: processors.to_vec(), ops, transfer, stage }
+    let join = ids
+        .iter()
+        .map(|p| {
+            let fixed = models.predict_join(p, 0.0);
+            let per_byte = (models.predict_join(p, 1e6) - fixed) / 1e6;
+            TransferCost { fixed_us: finite(fixed).unwrap_or(0.0), per_byte_us: finite(per_byte).unwrap_or(0.0) }
+        })
+        .collect();
+    Problem { processors: processors.to_vec(), ops, transfer, stage, join }
 }
 
 /// The axis a split of `op` cuts (as the profiler measures it: [`Op::split_axis`]), its length and the

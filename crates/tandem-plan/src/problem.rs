@@ -134,6 +134,10 @@ pub struct Problem {
     pub transfer: Vec<Vec<TransferCost>>,
     /// Per processor.
     pub stage: Vec<StageCost>,
+    /// Per processor, joining a split's parts into one tensor there (a copy of the whole output,
+    /// on the processor of the part that finished last) by the output's bytes; empty: free.
+    #[serde(default)]
+    pub join: Vec<TransferCost>,
 }
 
 impl SplitOption {
@@ -182,7 +186,13 @@ impl Problem {
         succ
     }
 
-    /// Index of the processor with this id.
+    /// µs to join a split's parts into one `bytes`-byte tensor on processor `p` ([`Problem::join`]).
+    #[inline]
+    pub fn join_us(&self, p: usize, bytes: f64) -> f64 {
+        self.join.get(p).map(|c| c.bytes_us(bytes)).unwrap_or(0.0)
+    }
+
+    /// The index of processor `id`.
     pub fn processor_index(&self, id: &str) -> Option<usize> {
         self.processors.iter().position(|p| p.id == id)
     }
@@ -229,6 +239,9 @@ impl Problem {
         }
         if self.transfer.len() != np || self.transfer.iter().any(|r| r.len() != np) || self.stage.len() != np {
             return bad(format!("transfer and stage costs must cover the {np} processors"));
+        }
+        if !(self.join.is_empty() || self.join.len() == np) {
+            return bad(format!("join costs must cover the {np} processors, or none"));
         }
         let finite = |x: &Option<f64>| x.map(|v| v.is_finite() && v >= 0.0).unwrap_or(true);
         let succ = self.successors();

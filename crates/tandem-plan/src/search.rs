@@ -404,7 +404,10 @@ impl<'e, 'p> Climber<'e, 'p> {
                 for i in &op.inputs {
                     let Some(x) = i.from else { continue };
                     for &(q, share) in place[x].iter().filter(|(q, _)| *q != usize::MAX) {
-                        let d = if q == p { 0.0 } else { problem.transfer[q][p].bytes_us(i.bytes as f64 * share) };
+                        let mut d = if q == p { 0.0 } else { problem.transfer[q][p].bytes_us(i.bytes as f64 * share) };
+                        if share < 1.0 {
+                            d += problem.join_us(q, i.bytes as f64);
+                        }
                         r = r.max(fin[x] + d);
                         local |= q == p;
                     }

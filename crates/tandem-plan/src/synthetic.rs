@@ -178,7 +178,7 @@ pub fn problem(seed: u64, recipe: &Recipe) -> Problem {
         kinds.push(kind);
     }
     // Chain splits need the head to feed only the chain: drop those whose head gained other consumers.
-    let succ = Problem { processors: processors.clone(), ops: ops.clone(), transfer: vec![], stage: vec![] }.successors();
+    let succ = Problem { processors: processors.clone(), ops: ops.clone(), transfer: vec![], stage: vec![], join: vec![] }.successors();
     for v in 0..n {
         ops[v].splits.retain(|s| s.chain[..s.chain.len() - 1].iter().all(|&u| succ[u] == [s.chain[s.chain.len() - 1]]));
         ops[v].is_output = succ[v].is_empty();
@@ -202,7 +202,9 @@ fn finish(mut rng: Rng, processors: Vec<ProcessorSpec>, ops: Vec<OpNode>) -> Pro
         })
         .collect();
     let stage = (0..np).map(|_| StageCost { fixed_us: rng.between(0.0, 30.0), factor: rng.between(0.95, 1.1), per_op_us: rng.between(0.0, 3.0) }).collect();
-    Problem { processors, ops, transfer, stage }
+    // Joining a split's parts: a copy at 12-50 GB/s (this VM's measured joins: about 14).
+    let join = (0..np).map(|_| TransferCost { fixed_us: rng.between(0.5, 5.0), per_byte_us: rng.between(2e-5, 8e-5) }).collect();
+    Problem { processors, ops, transfer, stage, join }
 }
 
 fn cpu(id: &str, cores: &[usize]) -> ProcessorSpec {

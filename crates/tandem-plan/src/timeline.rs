@@ -22,6 +22,8 @@ struct Edge {
     src: usize,
     dst: usize,
     bytes: f64,
+    /// When `from` is a split part: the whole joined tensor's bytes (the join's copy), else 0.
+    joined: f64,
 }
 
 /// A plan's stages resolved against a problem: processors, durations and the tensors they exchange.
@@ -92,7 +94,8 @@ fn resolve(plan: &Plan, problem: &Problem) -> Result<Resolved, PlanError> {
                 if !s.deps.contains(&t) {
                     return Err(invalid(format!("stage {i} reads op {x} ({}) from stage {t} without depending on it", problem.ops[x].name)));
                 }
-                edges.push(Edge { from: t, to: i, src: proc[t], dst: proc[i], bytes: bytes as f64 * share });
+                let joined = if share < 1.0 { bytes as f64 } else { 0.0 };
+                edges.push(Edge { from: t, to: i, src: proc[t], dst: proc[i], bytes: bytes as f64 * share, joined });
             }
         }
     }
@@ -113,8 +116,10 @@ pub fn simulate(plan: &Plan, problem: &Problem) -> Result<Timeline, PlanError> {
         stages.deps[k].extend(s.deps.iter().map(|&d| (d, 0.0)));
     }
     let delay = |e: &Edge| if e.src == e.dst { 0.0 } else { problem.transfer[e.src][e.dst].bytes_us(e.bytes) };
+    // A split's consumers start once its parts are joined, on the part's processor that finishes last.
+    let join = |e: &Edge| if e.joined > 0.0 { problem.join_us(e.src, e.joined) } else { 0.0 };
     for e in &r.edges {
-        stages.deps[e.to].push((e.from, delay(e)));
+        stages.deps[e.to].push((e.from, delay(e) + join(e)));
     }
     let mut t = Times::default();
     Scheduler::default().run(&stages, problem.processors.len(), &overlaps(problem), Order::Listed, &mut t);
@@ -129,8 +134,8 @@ pub fn simulate(plan: &Plan, problem: &Problem) -> Result<Timeline, PlanError> {
             name: format!("transfer {}->{}", e.from, e.to),
             processor: plan.stages[e.to].processor.clone(),
             stage: e.to,
-            start_us: t.end[e.from],
-            end_us: t.end[e.from] + delay(e),
+            start_us: t.end[e.from] + join(e),
+            end_us: t.end[e.from] + join(e) + delay(e),
         });
     }
     Ok(Timeline { latency_us: t.latency, period_us: t.period, spans })

@@ -21,7 +21,7 @@ use tandem_store::{Context, EnvSnapshotRow, MeasurementRow, ModelRow, OpRow, Pro
 use crate::measure::{compile, time_model, time_model_until, time_runs, Completion, ModelTimes};
 use crate::reference;
 use crate::stats::{summarize, StopRule, Summary};
-use crate::transfer::{measure_transfer, DEFAULT_SIZES};
+use crate::transfer::{measure_join, measure_transfer, DEFAULT_SIZES};
 use crate::{ProfileError, Reporter, Result};
 
 /// What to measure and how hard.
@@ -268,7 +268,9 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
         processors.iter().filter(|g| g.kind.is_gpu()).flat_map(|g| processors.iter().filter(|c| !c.kind.is_gpu()).map(move |c| (c, g))).collect();
     let items = |p: &Processor| if p.kind.is_gpu() { 1 + graph.ops.len() } else { 1 + graph.ops.len() + split_items.len() * 2 };
     let processor_items: usize = processors.iter().map(items).sum();
-    reporter.begin((processor_items + (pairs.len() + gpu_pairs.len()) * options.transfer_sizes.len() + 2) as u64);
+    // Joins of split parts, on every processor a split part can run on (one of a pair above).
+    let joiners: Vec<&Processor> = processors.iter().filter(|p| pairs.iter().any(|(a, _)| a.id == p.id)).collect();
+    reporter.begin((processor_items + (pairs.len() + gpu_pairs.len() + joiners.len()) * options.transfer_sizes.len() + 2) as u64);
 
     // Reference workload before, on a CPU processor (the first one profiled).
     let reference_processor = processors.iter().find(|p| !p.kind.is_gpu()).unwrap_or_else(|| device.all_cores());
@@ -433,6 +435,22 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
                 }
                 let s = measure_transfer(&wa, &wb, bytes, &options.item_rule)?;
                 store.upsert_transfers(&[transfer_row(&device.id, session.id, (a.id.clone(), b.id.clone(), bytes as i64), &s)])?;
+                transfers += 1;
+            }
+        }
+    }
+    if !options.transfer_sizes.is_empty() {
+        for p in &joiners {
+            let worker = Worker::spawn(p)?;
+            for &bytes in &options.transfer_sizes {
+                reporter.advance(&format!("join on {}: {} KiB", p.id, bytes >> 10));
+                let key = (p.id.clone(), p.id.clone(), bytes as i64);
+                if stored_transfers.contains(&key) {
+                    skipped += 1;
+                    continue;
+                }
+                let s = measure_join(&worker, bytes, &options.item_rule)?;
+                store.upsert_transfers(&[transfer_row(&device.id, session.id, key, &s)])?;
                 transfers += 1;
             }
         }

@@ -5,6 +5,11 @@
 //! The measured cost is the time from the producer's signal to the end of the consumer's read (signal,
 //! wake-up, reading the data from the other core's caches) minus the consumer reading the same bytes hot
 //! in its own cache: what a plan pays extra when a tensor crosses processors.
+//!
+//! A split costs one copy besides: the executor joins its parts into one tensor (a concatenation
+//! along the split axis) before any consumer starts, on the processor of the part that finished
+//! last. [`measure_join`] times that copy on a processor; the profile stores it as a transfer from the
+//! processor to itself.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -74,4 +79,39 @@ pub fn measure_transfer(src: &Worker, dst: &Worker, bytes: usize, rule: &StopRul
     }
     let extra: Vec<f64> = crossing.iter().zip(&local).map(|(c, l)| (c - l).max(0.0)).collect();
     Ok(summarize(&extra))
+}
+
+/// Measures joining two halves of a `bytes`-byte tensor on `worker` (the concatenation that ends a
+/// split, cut by rows as convolutions are), timed inside the worker; microseconds.
+pub fn measure_join(worker: &Worker, bytes: usize, rule: &StopRule) -> Result<Summary, tandem_device::DeviceError> {
+    use tract_onnx::prelude::Tensor;
+    // [1, 32, rows, 32] f32, cut in two along the rows.
+    let rows = (bytes / (4 * 32 * 32)).max(2);
+    let half = |first: usize, n: usize| -> Tensor {
+        let data: Vec<f32> = (0..32 * n * 32).map(|i| (first * 32 * 32 + i) as f32).collect();
+        Tensor::from_shape(&[1, 32, n, 32], &data).expect("the shape holds the data")
+    };
+    let (a, b) = (Arc::new(half(0, rows / 2)), Arc::new(half(rows / 2, rows - rows / 2)));
+    let start = Instant::now();
+    let mut times = vec![];
+    let mut round = 0usize;
+    loop {
+        let (a, b) = (a.clone(), b.clone());
+        let us = worker.run(move || {
+            let t = Instant::now();
+            let joined = Tensor::stack_tensors(2, &[&*a, &*b]);
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            std::hint::black_box(joined.map(|j| j.len()).unwrap_or(0));
+            us
+        })?;
+        round += 1;
+        if round <= rule.warmup {
+            continue;
+        }
+        times.push(us);
+        if rule.done(&times, start.elapsed().as_secs_f64()) {
+            break;
+        }
+    }
+    Ok(summarize(&times))
 }

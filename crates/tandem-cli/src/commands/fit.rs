@@ -29,7 +29,7 @@ use crate::table::Table;
 ///   "in_plan": [{processor, form, fixed_us, factor, per_op_us, parts, models, standalone {..}, calibrated {..} | null, median_ratio,
 ///                standalone_time_error_pct, calibrated_time_error_pct, own_time_error_pct, own {..} | null, own_models [..]}],
 ///   "whole_in_plan": [ .. the same for whole-op stages and `single:` baselines timed in plan runs .. ],
-///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],
+///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],   // src == dst: joining a split's parts there
 ///   "training": {models, op_samples, model_samples, transfer_samples, skipped},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
 /// ```
@@ -541,7 +541,9 @@ fn print_tables(out: &FitJson) -> Result<()> {
         s.push_str("transfers: none measured (`tandem profile` measures them unless --no-transfers); hand-overs are predicted free\n");
     } else {
         for tr in &out.transfers {
-            s.push_str(&format!("transfer {} -> {}: {:.1} µs + {:.2} µs/MB ({} sizes)\n", tr.src, tr.dst, tr.fixed_us, tr.per_byte_us * 1e6, tr.samples));
+            // A processor to itself is the copy joining a split's parts there.
+            let what = if tr.src == tr.dst { format!("join on {}", tr.src) } else { format!("transfer {} -> {}", tr.src, tr.dst) };
+            s.push_str(&format!("{what}: {:.1} µs + {:.2} µs/MB ({} sizes)\n", tr.fixed_us, tr.per_byte_us * 1e6, tr.samples));
         }
     }
     s.push_str(&format!(

@@ -22,7 +22,7 @@ fn device(processors: Vec<ProcessorSpec>) -> Problem {
     let np = processors.len();
     let zero = TransferCost { fixed_us: 0.0, per_byte_us: 0.0 };
     let op = OpNode { name: "x".into(), kind: "Relu".into(), inputs: vec![], output_bytes: 4, is_output: true, cost_us: vec![Some(1.0); np], weight_bytes: 0, splits: vec![] };
-    Problem { processors, ops: vec![op], transfer: vec![vec![zero; np]; np], stage: vec![StageCost::default(); np] }
+    Problem { processors, ops: vec![op], transfer: vec![vec![zero; np]; np], stage: vec![StageCost::default(); np], join: vec![] }
 }
 
 #[test]
@@ -96,6 +96,7 @@ fn fork_on_two_cores() -> Problem {
         ],
         transfer: vec![vec![none, hand], vec![hand, none]],
         stage: vec![StageCost::default(); 2],
+        join: vec![],
     }
 }
 

@@ -131,7 +131,7 @@ fn a_split_cuts_on_a_block_boundary_from_whichever_side_has_one() {
     let op = tandem_plan::OpNode { name: "conv".into(), kind: "Conv".into(), inputs: vec![], output_bytes: 0, is_output: true, cost_us: vec![Some(100.0), Some(500.0)], weight_bytes: 0, splits: vec![split] };
     let cpu = |id: &str, core: usize| tandem_plan::ProcessorSpec { id: id.into(), cores: vec![core], memory_bytes: None };
     let zero = tandem_plan::TransferCost { fixed_us: 0.0, per_byte_us: 0.0 };
-    let problem = Problem { processors: vec![cpu("a", 0), cpu("b", 1)], ops: vec![op], transfer: vec![vec![zero; 2]; 2], stage: vec![Default::default(); 2] };
+    let problem = Problem { processors: vec![cpu("a", 0), cpu("b", 1)], ops: vec![op], transfer: vec![vec![zero; 2]; 2], stage: vec![Default::default(); 2], join: vec![] };
     let found = search(&problem, &SearchOptions::default()).unwrap();
     assert!((found.best.score.latency_us - 84.0).abs() < 1e-9, "{:?}", found.best);
     let plan = found.plan(&problem, Objective::Latency, model_ref(&problem), "d", None).unwrap();

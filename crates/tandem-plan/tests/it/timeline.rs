@@ -18,7 +18,7 @@ fn problem(ops: Vec<OpNode>) -> Problem {
     let t = TransferCost { fixed_us: 1.0, per_byte_us: 0.001 };
     let zero = TransferCost { fixed_us: 0.0, per_byte_us: 0.0 };
     let transfer = (0..3).map(|a| (0..3).map(|b| if a == b { zero } else { t }).collect()).collect();
-    Problem { processors: vec![proc("a", &[0]), proc("b", &[1]), proc("ab", &[0, 1])], ops, transfer, stage: vec![StageCost::default(); 3] }
+    Problem { processors: vec![proc("a", &[0]), proc("b", &[1]), proc("ab", &[0, 1])], ops, transfer, stage: vec![StageCost::default(); 3], join: vec![] }
 }
 
 fn stage(id: usize, processor: &str, ops: &[usize], deps: &[usize]) -> Stage {
@@ -92,6 +92,17 @@ fn a_split_runs_its_parts_at_once_and_joins_them() {
     uneven.stages[2].part = Some(Part { split: 0, start: 16, end: 64 });
     // a: part 10-22; b: 12-44, its 750 bytes reach a at 44 + 1.75.
     assert!((tandem_plan::simulate(&uneven, &p).unwrap().latency_us - 50.75).abs() < 1e-9);
+
+    // Joining the parts costs a copy of the whole output (1000 bytes) on the processor of the part
+    // that finishes last: b's, 3 µs + 4 ns a byte, before its half crosses to a (34 + 7 + 1.5).
+    let mut joins = p.clone();
+    joins.join = vec![TransferCost { fixed_us: 2.0, per_byte_us: 0.004 }, TransferCost { fixed_us: 3.0, per_byte_us: 0.004 }, TransferCost { fixed_us: 0.0, per_byte_us: 0.0 }];
+    let t = tandem_plan::simulate(&plan, &joins).unwrap();
+    assert!((t.latency_us - 47.5).abs() < 1e-9, "{t:?}");
+    let hand = t.spans.iter().find(|s| s.name == "transfer 2->3").unwrap();
+    assert_eq!((hand.start_us, hand.end_us), (41.0, 42.5));
+    joins.join.pop();
+    assert!(joins.check().is_err(), "join costs cover every processor or none");
 }
 
 #[test]
