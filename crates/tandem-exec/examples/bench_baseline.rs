@@ -2,7 +2,8 @@
 //! `single:` baseline, so the two must measure alike, whatever else is interleaved with them.
 //!
 //! `cargo run --release -p tandem-exec --example bench_baseline -- MODEL.onnx NAME=DIMS`
-//! (default: the zoo's mobilenet)
+//! (default: the zoo's mobilenet; `BENCH_PROCESSORS=cpu:0-1` limits the processors, `BENCH_REPEAT=3`
+//! repeats each)
 //!
 //! For every processor: the whole model as one stage on it, measured (1) against its own baseline
 //! alone and (2) against every processor's baseline, interleaved as `tandem run` does. Printed: the
@@ -35,7 +36,10 @@ fn main() {
     println!("{} on device {}: one-stage plan against single:<processor>, medians (p90) in ms", g.name, device.id);
     println!("caller: `runs` = the caller runs the stage itself (the default), `hands` = hands it to the lane and waits\n");
     println!("{:<10} {:<6} {:>18} {:>18} {:>7} | {:>18} {:>18} {:>7}", "processor", "caller", "plan, own only", "baseline", "ratio", "plan, all", "baseline", "ratio");
-    for p in &cpus {
+    // BENCH_PROCESSORS=cpu:0-1 (comma-separated) measures those plans only; BENCH_REPEAT=N repeats each.
+    let only: Option<Vec<String>> = std::env::var("BENCH_PROCESSORS").ok().map(|v| v.split(',').map(String::from).collect());
+    let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    for p in cpus.iter().filter(|p| only.as_ref().is_none_or(|o| o.contains(&p.id))).flat_map(|p| std::iter::repeat_n(p, repeat)) {
         let plan = sketch::single(&g, &device.id, &p.id);
         for caller_runs_home in [true, false] {
             let options = ExecOptions { caller_runs_home, ..ExecOptions::default() };

@@ -8,10 +8,14 @@
 //! finishing the last stage tells the caller.
 //!
 //! In [`Executor::run`] the caller is itself the lane of one processor, the *home* lane (the last
-//! stage's): it pins itself to that processor's cores and runs that lane's stages, waiting for them
-//! and for the end of the request on one channel. Handing work to a sleeping thread and being woken
-//! by it cost about 100 µs a request in this VM (two cores waking from idle), 4% of a 2.6 ms model;
-//! a one-stage plan now runs on the thread that asked for it, like tract's plain run. Each processor runs its stages in the plan's order, and
+//! stage's, when that processor is a single core): it pins itself to that core and runs that lane's
+//! stages, waiting for them and for the end of the request on one channel. Handing work to a
+//! sleeping thread and being woken by it cost about 100 µs a request in this VM (two cores waking
+//! from idle), 6-8% of a 1.6 ms model; a one-stage plan on one core now runs on the thread that asked
+//! for it, like tract's plain run. On a multi-core processor tract's pool threads do the work and
+//! wake for every parallel op anyway, and there the caller running it measured about 2% slower
+//! than its lane (mobilenet_v2 on `cpu:0-1`, `bench_baseline`), so such a plan's last processor
+//! keeps its lane. Each processor runs its stages in the plan's order, and
 //! processors sharing a core (`cpu:0` and `cpu:0-1`) never run at once within a request, as the plan's
 //! predicted timeline assumes. A failing or panicking stage records the error, stages already running
 //! finish, nothing new starts, and the caller is told once no stage of the request is left in flight:
@@ -47,8 +51,9 @@ pub struct ExecOptions {
     /// a request is in flight (a sleeping lane takes tens of microseconds to wake, which a plan pays
     /// at every hand-over between processors). Zero never polls.
     pub spin: Duration,
-    /// Whether [`Executor::run`]'s caller runs the home lane's stages itself (see the module's docs);
-    /// `false` hands every stage to a lane and waits, as before (`bench_baseline` compares the two).
+    /// Whether [`Executor::run`]'s caller runs the home lane's stages itself when the plan's last
+    /// processor is a single core (see the module's docs); `false` hands every stage to a lane and
+    /// waits (`bench_baseline` compares the two).
     pub caller_runs_home: bool,
 }
 
@@ -174,8 +179,9 @@ struct Inner {
     lane_names: Vec<String>,
     /// Per lane, its processor's cores.
     lane_cores: Vec<Vec<usize>>,
-    /// The lane whose stages [`Executor::run`]'s caller runs itself: the last stage's.
-    home: usize,
+    /// The lane whose stages [`Executor::run`]'s caller runs itself: the last stage's, when its
+    /// processor is a single core.
+    home: Option<usize>,
     /// Transfers of the plan, for the measured timeline: (from, to, destination processor).
     transfers: Vec<(usize, usize, String)>,
     /// Stage forced to panic (tests of failure handling); `usize::MAX` for none.
@@ -273,7 +279,7 @@ impl Executor {
             lanes: (0..lane_names.len()).map(|l| lanes.sender(l)).collect(),
             lane_names,
             lane_cores: lane_procs.iter().map(|p| p.cores.clone()).collect(),
-            home: stage_lanes.last().copied().unwrap_or(0),
+            home: stage_lanes.last().copied().filter(|&l| lane_procs[l].threads == 1 && options.caller_runs_home),
             transfers: plan.transfers.iter().map(|t| (t.from_stage, t.to_stage, t.dst.clone())).collect(),
             sabotage: AtomicUsize::new(usize::MAX),
             busy,
@@ -303,16 +309,16 @@ impl Executor {
     /// across calls). A stage the caller runs cannot be timed out; the others are, by
     /// [`ExecOptions::timeout`].
     pub fn run(&self, inputs: TVec<TValue>) -> Result<Outcome> {
-        if !self.options.caller_runs_home {
+        let Some(home) = self.inner.home else {
             let (tx, rx) = mpsc::channel();
             let req = self.start(0, inputs, Caller::Stream(tx))?;
             self.wait(&rx)?;
             let latency = req.t0.elapsed().as_secs_f64() * 1e6;
             return self.collect(&req, latency);
-        }
+        };
         let _pin = self.pin_caller();
         let (tx, rx) = mpsc::channel();
-        let req = self.start(0, inputs, Caller::Home { lane: self.inner.home, tx })?;
+        let req = self.start(0, inputs, Caller::Home { lane: home, tx })?;
         loop {
             match poll(&rx, self.options.spin, &self.inner.busy, Some(self.options.timeout)) {
                 Some(Home::Stage(job)) => job(),
@@ -329,10 +335,7 @@ impl Executor {
     /// guard across calls saves moving to those cores and back every time (a move onto an idle core
     /// waits for it to wake). Where the OS refuses, the thread stays where it is.
     pub fn pin_caller(&self) -> Option<Pinned> {
-        if !self.options.caller_runs_home {
-            return None;
-        }
-        let cores = &self.inner.lane_cores[self.inner.home];
+        let cores = &self.inner.lane_cores[self.inner.home?];
         Pinned::to(cores).map_err(|e| tracing::debug!(error = %e, ?cores, "the caller runs unpinned")).ok()
     }
 
