@@ -268,8 +268,14 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
         processors.iter().filter(|g| g.kind.is_gpu()).flat_map(|g| processors.iter().filter(|c| !c.kind.is_gpu()).map(move |c| (c, g))).collect();
     let items = |p: &Processor| if p.kind.is_gpu() { 1 + graph.ops.len() } else { 1 + graph.ops.len() + split_items.len() * 2 };
     let processor_items: usize = processors.iter().map(items).sum();
-    // Joins of split parts, on every processor a split part can run on (one of a pair above).
-    let joiners: Vec<&Processor> = processors.iter().filter(|p| pairs.iter().any(|(a, _)| a.id == p.id)).collect();
+    // Joins of split parts, on every processor a split part can run on (the first of a pair above),
+    // the other half written by the pair's other processor.
+    let mut joiners: Vec<(&Processor, &Processor)> = vec![];
+    for &(a, b) in &pairs {
+        if !joiners.iter().any(|(j, _)| j.id == a.id) {
+            joiners.push((a, b));
+        }
+    }
     reporter.begin((processor_items + (pairs.len() + gpu_pairs.len() + joiners.len()) * options.transfer_sizes.len() + 2) as u64);
 
     // Reference workload before, on a CPU processor (the first one profiled).
@@ -440,8 +446,8 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
         }
     }
     if !options.transfer_sizes.is_empty() {
-        for p in &joiners {
-            let worker = Worker::spawn(p)?;
+        for (p, partner) in &joiners {
+            let (worker, other) = (Worker::spawn(p)?, Worker::spawn(partner)?);
             for &bytes in &options.transfer_sizes {
                 reporter.advance(&format!("join on {}: {} KiB", p.id, bytes >> 10));
                 let key = (p.id.clone(), p.id.clone(), bytes as i64);
@@ -449,7 +455,7 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
                     skipped += 1;
                     continue;
                 }
-                let s = measure_join(&worker, bytes, &options.item_rule)?;
+                let s = measure_join(&worker, &other, bytes, &options.item_rule)?;
                 store.upsert_transfers(&[transfer_row(&device.id, session.id, key, &s)])?;
                 transfers += 1;
             }

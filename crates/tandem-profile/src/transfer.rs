@@ -82,24 +82,27 @@ pub fn measure_transfer(src: &Worker, dst: &Worker, bytes: usize, rule: &StopRul
 }
 
 /// Measures joining two halves of a `bytes`-byte tensor on `worker` (the concatenation that ends a
-/// split, cut by rows as convolutions are), timed inside the worker; microseconds.
-pub fn measure_join(worker: &Worker, bytes: usize, rule: &StopRule) -> Result<Summary, tandem_device::DeviceError> {
+/// split, cut by rows as convolutions are), timed inside the worker; microseconds. As in a plan, the
+/// halves are fresh each time: one written by `worker` itself, the other by `other`, the processor
+/// that ran the other part (the join reads it from that core's caches).
+pub fn measure_join(worker: &Worker, other: &Worker, bytes: usize, rule: &StopRule) -> Result<Summary, tandem_device::DeviceError> {
     use tract_onnx::prelude::Tensor;
     // [1, 32, rows, 32] f32, cut in two along the rows.
     let rows = (bytes / (4 * 32 * 32)).max(2);
-    let half = |first: usize, n: usize| -> Tensor {
-        let data: Vec<f32> = (0..32 * n * 32).map(|i| (first * 32 * 32 + i) as f32).collect();
+    fn half(first: usize, n: usize, round: usize) -> Tensor {
+        let data: Vec<f32> = (0..32 * n * 32).map(|i| (first * 32 * 32 + i + round) as f32).collect();
         Tensor::from_shape(&[1, 32, n, 32], &data).expect("the shape holds the data")
-    };
-    let (a, b) = (Arc::new(half(0, rows / 2)), Arc::new(half(rows / 2, rows - rows / 2)));
+    }
+    let (top, bottom) = (rows / 2, rows - rows / 2);
     let start = Instant::now();
     let mut times = vec![];
     let mut round = 0usize;
     loop {
-        let (a, b) = (a.clone(), b.clone());
+        let theirs = other.run(move || Arc::new(half(top, bottom, round)))?;
         let us = worker.run(move || {
+            let mine = half(0, top, round);
             let t = Instant::now();
-            let joined = Tensor::stack_tensors(2, &[&*a, &*b]);
+            let joined = Tensor::stack_tensors(2, &[&mine, &*theirs]);
             let us = t.elapsed().as_secs_f64() * 1e6;
             std::hint::black_box(joined.map(|j| j.len()).unwrap_or(0));
             us
