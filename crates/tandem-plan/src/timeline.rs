@@ -129,6 +129,14 @@ pub fn simulate(plan: &Plan, problem: &Problem) -> Result<Timeline, PlanError> {
         .enumerate()
         .map(|(i, s)| Span { name: format!("stage {i}"), processor: s.processor.clone(), stage: i, start_us: t.start[i], end_us: t.end[i] })
         .collect();
+    // Each split's join, on the processor of its part that finishes last (as the executor records it).
+    for (k, split) in plan.splits.iter().enumerate() {
+        let (Some(&last), Some(&op)) = (split.stages.iter().max_by(|&&a, &&b| t.end[a].total_cmp(&t.end[b])), split.ops.last()) else { continue };
+        let us = problem.join_us(r.proc[last], problem.ops[op].output_bytes as f64);
+        if us > 0.0 {
+            spans.push(Span { name: format!("join split {k}"), processor: plan.stages[last].processor.clone(), stage: last, start_us: t.end[last], end_us: t.end[last] + us });
+        }
+    }
     for e in r.edges.iter().filter(|e| e.src != e.dst) {
         spans.push(Span {
             name: format!("transfer {}->{}", e.from, e.to),

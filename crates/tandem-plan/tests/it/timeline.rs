@@ -101,6 +101,9 @@ fn a_split_runs_its_parts_at_once_and_joins_them() {
     assert!((t.latency_us - 47.5).abs() < 1e-9, "{t:?}");
     let hand = t.spans.iter().find(|s| s.name == "transfer 2->3").unwrap();
     assert_eq!((hand.start_us, hand.end_us), (41.0, 42.5));
+    let join = t.spans.iter().find(|s| s.name == "join split 0").unwrap();
+    assert_eq!((join.start_us, join.end_us, join.processor.as_str()), (34.0, 41.0, "b"));
+    assert!(tandem_plan::simulate(&plan, &p).unwrap().spans.iter().all(|s| !s.name.starts_with("join")), "free joins draw no span");
     joins.join.pop();
     assert!(joins.check().is_err(), "join costs cover every processor or none");
 }
