@@ -177,11 +177,9 @@ struct Inner {
     keep: Vec<bool>,
     lanes: Vec<mpsc::Sender<Job>>,
     lane_names: Vec<String>,
-    /// Per lane, its processor's cores.
-    lane_cores: Vec<Vec<usize>>,
-    /// The lane whose stages [`Executor::run`]'s caller runs itself: the last stage's, when its
-    /// processor is a single core.
-    home: Option<usize>,
+    /// The lane whose stages [`Executor::run`]'s caller runs itself, with its processor's cores: the
+    /// last stage's, when its processor is a single core.
+    home: Option<(usize, Vec<usize>)>,
     /// Transfers of the plan, for the measured timeline: (from, to, destination processor).
     transfers: Vec<(usize, usize, String)>,
     /// Stage forced to panic (tests of failure handling); `usize::MAX` for none.
@@ -278,8 +276,7 @@ impl Executor {
             keep: wiring.keep,
             lanes: (0..lane_names.len()).map(|l| lanes.sender(l)).collect(),
             lane_names,
-            lane_cores: lane_procs.iter().map(|p| p.cores.clone()).collect(),
-            home: stage_lanes.last().copied().filter(|&l| lane_procs[l].threads == 1 && options.caller_runs_home),
+            home: stage_lanes.last().copied().filter(|&l| lane_procs[l].threads == 1 && options.caller_runs_home).map(|l| (l, lane_procs[l].cores.clone())),
             transfers: plan.transfers.iter().map(|t| (t.from_stage, t.to_stage, t.dst.clone())).collect(),
             sabotage: AtomicUsize::new(usize::MAX),
             busy,
@@ -309,7 +306,7 @@ impl Executor {
     /// across calls). A stage the caller runs cannot be timed out; the others are, by
     /// [`ExecOptions::timeout`].
     pub fn run(&self, inputs: TVec<TValue>) -> Result<Outcome> {
-        let Some(home) = self.inner.home else {
+        let Some((home, _)) = self.inner.home else {
             let (tx, rx) = mpsc::channel();
             let req = self.start(0, inputs, Caller::Stream(tx))?;
             self.wait(&rx)?;
@@ -335,7 +332,7 @@ impl Executor {
     /// guard across calls saves moving to those cores and back every time (a move onto an idle core
     /// waits for it to wake). Where the OS refuses, the thread stays where it is.
     pub fn pin_caller(&self) -> Option<Pinned> {
-        let cores = &self.inner.lane_cores[self.inner.home?];
+        let (_, cores) = self.inner.home.as_ref()?;
         Pinned::to(cores).map_err(|e| tracing::debug!(error = %e, ?cores, "the caller runs unpinned")).ok()
     }
 
