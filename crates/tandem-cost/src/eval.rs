@@ -270,7 +270,7 @@ fn plan_part_accuracy(p: &Prepared, all: &[ProcessorModels], which: Calibration)
             .iter()
             .map(|&m| {
                 let mut fitted = all.to_vec();
-                p.fit_in_plan(&mut fitted, &|mm| mm != m);
+                p.fit_calibration(which, &mut fitted, &|mm| mm != m);
                 fitted
             })
             .collect()
@@ -321,10 +321,11 @@ fn plan_part_accuracy(p: &Prepared, all: &[ProcessorModels], which: Calibration)
     out
 }
 
-/// Model `m`'s own calibration `which` on processor `index`, held out 2-fold over its samples (each
-/// half predicted by a calibration fitted on the other); `None` with fewer than
-/// [`Calibration::min_own`] samples in either half. The same part or stage timed in several runs
-/// stays in one half, so nothing is predicted from its own timing.
+/// Model `m`'s own calibration `which` on processor `index`, held out: each fold of its samples
+/// predicted by a calibration fitted on the other folds (for parts two halves, for whole stages one
+/// fold per run, see below); `None` with fewer than two folds, or fewer than
+/// [`Calibration::min_own`] samples in or out of any fold. The same part timed in several runs stays
+/// in one half, so nothing is predicted from its own timing.
 fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize, which: Calibration) -> Option<OwnCalibration> {
     let min = which.min_own();
     let points = p.run_points(which, all, index, &|mm| mm == m);

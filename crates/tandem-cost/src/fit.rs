@@ -62,11 +62,22 @@ pub(crate) enum Calibration {
 }
 
 impl Calibration {
+    /// Both, in the order they are fitted and stored.
+    pub(crate) const ALL: [Calibration; 2] = [Calibration::Parts, Calibration::Stages];
+
     /// The processor's pooled calibration of this kind.
     pub(crate) fn of(self, p: &ProcessorModels) -> &StageModel {
         match self {
             Calibration::Parts => &p.in_plan,
             Calibration::Stages => &p.whole_in_plan,
+        }
+    }
+
+    /// The processor's calibrations of this kind, pooled and per model, to be written.
+    pub(crate) fn slots(self, p: &mut ProcessorModels) -> (&mut StageModel, &mut BTreeMap<String, StageModel>) {
+        match self {
+            Calibration::Parts => (&mut p.in_plan, &mut p.in_plan_of_model),
+            Calibration::Stages => (&mut p.whole_in_plan, &mut p.whole_in_plan_of_model),
         }
     }
 
@@ -189,23 +200,26 @@ impl<'a> Prepared<'a> {
     /// identity. Each model with at least [`MIN_OWN_PARTS`] parts on a processor also gets a part
     /// calibration of its own there.
     pub(crate) fn fit_in_plan(&self, fitted: &mut [ProcessorModels], keep_model: &dyn Fn(usize) -> bool) {
+        for which in Calibration::ALL {
+            self.fit_calibration(which, fitted, keep_model);
+        }
+    }
+
+    /// [`Prepared::fit_in_plan`] for one of the calibrations.
+    pub(crate) fn fit_calibration(&self, which: Calibration, fitted: &mut [ProcessorModels], keep_model: &dyn Fn(usize) -> bool) {
         for i in 0..fitted.len() {
-            for which in [Calibration::Parts, Calibration::Stages] {
-                let points = self.run_points(which, fitted, i, keep_model);
-                let all: Vec<StagePoint> = points.iter().map(|(_, _, p)| *p).collect();
-                let pooled = which.fit(&all);
-                let mut own = BTreeMap::new();
-                for (m, name) in self.models.iter().enumerate() {
-                    let mine: Vec<StagePoint> = points.iter().filter(|(pm, _, _)| *pm == m).map(|(_, _, p)| *p).collect();
-                    if mine.len() >= which.min_own() {
-                        own.insert(name.clone(), which.fit(&mine));
-                    }
-                }
-                match which {
-                    Calibration::Parts => (fitted[i].in_plan, fitted[i].in_plan_of_model) = (pooled, own),
-                    Calibration::Stages => (fitted[i].whole_in_plan, fitted[i].whole_in_plan_of_model) = (pooled, own),
+            let points = self.run_points(which, fitted, i, keep_model);
+            let all: Vec<StagePoint> = points.iter().map(|(_, _, p)| *p).collect();
+            let pooled = which.fit(&all);
+            let mut own = BTreeMap::new();
+            for (m, name) in self.models.iter().enumerate() {
+                let mine: Vec<StagePoint> = points.iter().filter(|(pm, _, _)| *pm == m).map(|(_, _, p)| *p).collect();
+                if mine.len() >= which.min_own() {
+                    own.insert(name.clone(), which.fit(&mine));
                 }
             }
+            let (pooled_slot, own_slot) = which.slots(&mut fitted[i]);
+            (*pooled_slot, *own_slot) = (pooled, own);
         }
     }
 

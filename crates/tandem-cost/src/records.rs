@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::eval::FitReport;
+use crate::fit::Calibration;
 use crate::models::{CostModels, ProcessorModels};
 use crate::opmodel::{ContextModels, FamilyModel, OpModel};
 use crate::stage::StageModel;
@@ -33,6 +34,14 @@ pub const IN_PLAN_OF_MODEL: &str = "in_plan:";
 pub const WHOLE_IN_PLAN: &str = "whole_in_plan";
 /// `op_kind` prefix of the rows of a model's own whole-stage calibration: `whole_in_plan:<model>`.
 pub const WHOLE_IN_PLAN_OF_MODEL: &str = "whole_in_plan:";
+/// The `op_kind` of a calibration's pooled rows, and the prefix of its per-model rows.
+fn row_kinds(which: Calibration) -> (&'static str, &'static str) {
+    match which {
+        Calibration::Parts => (IN_PLAN, IN_PLAN_OF_MODEL),
+        Calibration::Stages => (WHOLE_IN_PLAN, WHOLE_IN_PLAN_OF_MODEL),
+    }
+}
+
 /// `op_kind` of transfer rows.
 pub const TRANSFER: &str = "transfer";
 /// `processor` of the pooled transfer row.
@@ -115,11 +124,12 @@ impl FitReport {
                 within_10pct: (!lomo.is_empty()).then(|| lomo.iter().filter(|e| **e <= 0.1).count() as f64 / lomo.len() as f64),
                 fallback_of: None,
             });
-            let calibrations = [
-                (IN_PLAN, IN_PLAN_OF_MODEL, &p.in_plan, &p.in_plan_of_model, &self.in_plan),
-                (WHOLE_IN_PLAN, WHOLE_IN_PLAN_OF_MODEL, &p.whole_in_plan, &p.whole_in_plan_of_model, &self.whole_in_plan),
-            ];
-            for (kind, own_prefix, pooled, of_model, accuracy) in calibrations {
+            for which in Calibration::ALL {
+                let (kind, own_prefix) = row_kinds(which);
+                let (pooled, of_model, accuracy) = match which {
+                    Calibration::Parts => (&p.in_plan, &p.in_plan_of_model, &self.in_plan),
+                    Calibration::Stages => (&p.whole_in_plan, &p.whole_in_plan_of_model, &self.whole_in_plan),
+                };
                 let held_out = accuracy.iter().find(|a| a.processor == p.processor);
                 out.push(ModelRecord {
                     processor: p.processor.clone(),
@@ -226,23 +236,22 @@ impl CostModels {
                 p.stage = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
                 continue;
             }
-            if r.op_kind == IN_PLAN {
-                p.in_plan = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
+            let mut calibration = false;
+            for which in Calibration::ALL {
+                let (kind, own_prefix) = row_kinds(which);
+                let (pooled, own) = which.slots(p);
+                if r.op_kind == kind {
+                    *pooled = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
+                } else if let Some(model) = r.op_kind.strip_prefix(own_prefix) {
+                    own.insert(model.to_string(), serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?);
+                } else {
+                    continue;
+                }
+                calibration = true;
+            }
+            if calibration {
                 continue;
             }
-            if let Some(model) = r.op_kind.strip_prefix(IN_PLAN_OF_MODEL) {
-                p.in_plan_of_model.insert(model.to_string(), serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?);
-                continue;
-            }
-            if r.op_kind == WHOLE_IN_PLAN {
-                p.whole_in_plan = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
-                continue;
-            }
-            if let Some(model) = r.op_kind.strip_prefix(WHOLE_IN_PLAN_OF_MODEL) {
-                p.whole_in_plan_of_model.insert(model.to_string(), serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?);
-                continue;
-            }
-
             let field = |name: &str| r.params.get(name).cloned().filter(|v| !v.is_null());
             if r.op_kind == ALL_KINDS {
                 p.reference = r.params.get("reference").and_then(Value::as_str).map(String::from);

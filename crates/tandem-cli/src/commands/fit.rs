@@ -536,6 +536,7 @@ fn print_tables(out: &FitJson) -> Result<()> {
             out.training.plan_stage_samples
         ));
         s.push_str(&calibration_table(&out.whole_in_plan, "stages"));
+        s.push_str("  (after: the ratio fitted without the stage's model; own: each model's own, which re-planning it uses, each run\n   predicted from the model's other runs, '-' until a model has run twice)\n");
     }
     if out.transfers.is_empty() {
         s.push_str("transfers: none measured (`tandem profile` measures them unless --no-transfers); hand-overs are predicted free\n");
