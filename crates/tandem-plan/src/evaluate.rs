@@ -315,12 +315,8 @@ impl<'a> Evaluator<'a> {
                     continue;
                 }
                 let q = self.stages.proc[t];
-                let mut delay = if q == p { 0.0 } else { problem.transfer[q][p].bytes_us(i.bytes as f64 * share) };
-                if n == 2 {
-                    // A split part: its consumers start after the join of both parts.
-                    delay += problem.join_us(q, i.bytes as f64);
-                }
-                self.stages.deps[s].push((t, delay));
+                // Two producers: the parts of a split, whose consumers start after the join.
+                self.stages.deps[s].push((t, problem.edge_us(q, p, i.bytes as f64, share, n == 2)));
                 if inherit {
                     self.inherit(s, t);
                 }

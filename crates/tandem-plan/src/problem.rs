@@ -186,6 +186,21 @@ impl Problem {
         succ
     }
 
+    /// µs to hand `bytes` from processor `q` to processor `p`; 0 on the same processor.
+    #[inline]
+    pub fn hand_over_us(&self, q: usize, p: usize, bytes: f64) -> f64 {
+        if q == p { 0.0 } else { self.transfer[q][p].bytes_us(bytes) }
+    }
+
+    /// µs from a producer on `q` finishing to a consumer on `p` having its input: the producer's
+    /// `share` of a `bytes`-byte tensor handed over, after the join of the whole tensor on `q` when
+    /// the producer is a part of a split. The evaluator, the list-scheduling seed and the simulator
+    /// all charge an edge this way.
+    #[inline]
+    pub fn edge_us(&self, q: usize, p: usize, bytes: f64, share: f64, split_part: bool) -> f64 {
+        self.hand_over_us(q, p, bytes * share) + if split_part { self.join_us(q, bytes) } else { 0.0 }
+    }
+
     /// µs to join a split's parts into one `bytes`-byte tensor on processor `p` ([`Problem::join`]).
     #[inline]
     pub fn join_us(&self, p: usize, bytes: f64) -> f64 {

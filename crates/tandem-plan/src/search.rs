@@ -404,11 +404,7 @@ impl<'e, 'p> Climber<'e, 'p> {
                 for i in &op.inputs {
                     let Some(x) = i.from else { continue };
                     for &(q, share) in place[x].iter().filter(|(q, _)| *q != usize::MAX) {
-                        let mut d = if q == p { 0.0 } else { problem.transfer[q][p].bytes_us(i.bytes as f64 * share) };
-                        if share < 1.0 {
-                            d += problem.join_us(q, i.bytes as f64);
-                        }
-                        r = r.max(fin[x] + d);
+                        r = r.max(fin[x] + problem.edge_us(q, p, i.bytes as f64, share, share < 1.0));
                         local |= q == p;
                     }
                 }
@@ -503,9 +499,7 @@ impl<'e, 'p> Climber<'e, 'p> {
                     if !same {
                         for &(p, _) in to.iter().filter(|(p, _)| *p != usize::MAX) {
                             for &(q, share) in at.iter().filter(|(q, _)| *q != usize::MAX) {
-                                if q != p {
-                                    hand = hand.max(problem.transfer[q][p].bytes_us(bytes as f64 * share));
-                                }
+                                hand = hand.max(problem.hand_over_us(q, p, bytes as f64 * share));
                             }
                             if let Choice::On(_) = c {
                                 hand += problem.stage[p].fixed_us;

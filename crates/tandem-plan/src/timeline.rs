@@ -115,7 +115,7 @@ pub fn simulate(plan: &Plan, problem: &Problem) -> Result<Timeline, PlanError> {
         // Every dependency is waited for, even one that hands nothing over.
         stages.deps[k].extend(s.deps.iter().map(|&d| (d, 0.0)));
     }
-    let delay = |e: &Edge| if e.src == e.dst { 0.0 } else { problem.transfer[e.src][e.dst].bytes_us(e.bytes) };
+    let delay = |e: &Edge| problem.hand_over_us(e.src, e.dst, e.bytes);
     // A split's consumers start once its parts are joined, on the part's processor that finishes last.
     let join = |e: &Edge| if e.joined > 0.0 { problem.join_us(e.src, e.joined) } else { 0.0 };
     for e in &r.edges {
