@@ -31,7 +31,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  tandem inspect model.onnx\n  tandem inspect resnet            # a built-in zoo model\n  tandem inspect model.onnx --input-shape input=1,3,224,224 --json")]
     Inspect(InspectArgs),
     /// List the built-in zoo, or write one of its models as an ONNX file.
-    #[command(after_help = "Examples:\n  tandem zoo                       # list the models\n  tandem zoo resnet -o resnet.onnx\n  tandem zoo transformer -o t.onnx --seed 3")]
+    #[command(after_help = "Examples:\n  tandem zoo                       # list the models\n  tandem zoo resnet -o resnet.onnx\n  tandem zoo transformer -o t.onnx --seed 3\n  tandem zoo --probes              # the probe networks, training data for fit\n  tandem zoo probe-cnn-03 -o p.onnx")]
     Zoo(ZooArgs),
     /// Ask the results database anything, in SQL; it is opened read-only.
     #[command(after_help = "Examples:\n  tandem query \"select name from sqlite_master where type = 'table'\"\n  tandem query \"select processor_id, count(*), avg(median_us) from measurements group by 1\" --format csv\n  tandem query \"select * from plans order by id desc limit 1\" --json\n  tandem query \"select * from devices\" --db phone.db")]
@@ -45,7 +45,7 @@ pub enum Command {
     /// Measure every op of a model on every processor (in context and alone), split parts of heavy ops,
     /// and hand-overs between processors, into the results database. Resumes an interrupted session.
     /// With --contention, measure instead how much each CPU processor slows down next to background load.
-    #[command(after_help = "Examples:\n  tandem profile model.onnx\n  tandem profile resnet --processors cpu:0,cpu:0-1\n  tandem profile model.onnx --force --json   # measure again, print JSON\n  tandem profile transformer --contention --budget-ms 1000   # slowdown under interference, per processor and scenario")]
+    #[command(after_help = "Examples:\n  tandem profile model.onnx\n  tandem profile resnet --processors cpu:0,cpu:0-1\n  tandem profile model.onnx --force --json   # measure again, print JSON\n  tandem profile transformer --contention --budget-ms 1000   # slowdown under interference, per processor and scenario\n  tandem profile probes      # every probe network (tandem zoo --probes): training data for fit over many shapes")]
     Profile(ProfileArgs),
     /// Fit latency cost models on this device's profiles (per processor and op kind, stages, transfers),
     /// store them as a new version, and print their accuracy on data held out from the fit.
@@ -160,7 +160,7 @@ pub struct DynamicsArgs {
 /// A model on the command line.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// An ONNX file, or the name of a built-in zoo model (see `tandem zoo`).
+    /// An ONNX file, or the name of a built-in zoo model or probe network (see `tandem zoo`).
     pub model: String,
     /// Fix an input's shape: NAME=1,3,224,224 (NAME is the input's name or position). Repeatable.
     #[arg(long = "input-shape", value_name = "NAME=DIMS")]
@@ -369,8 +369,12 @@ pub enum ExportFormat {
 /// `tandem zoo`.
 #[derive(Debug, Args)]
 pub struct ZooArgs {
-    /// The model to write; without it, list the zoo.
+    /// The model (or probe network) to write; without it, list the zoo.
     pub name: Option<String>,
+    /// List the probe networks instead: synthetic models whose layers are drawn over the range of
+    /// shapes real networks use, profiled (`tandem profile probes`) as extra training data for `fit`.
+    #[arg(long)]
+    pub probes: bool,
     /// Where to write the ONNX file.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,

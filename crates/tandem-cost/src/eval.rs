@@ -120,7 +120,13 @@ pub struct LeftOutModel {
     /// timings of the model's ops of that kind, largest error first.
     #[serde(default)]
     pub kinds: Vec<KindShare>,
+    /// The ops mispredicted by the most time, in context, worst first (at most [`WORST_OPS`]).
+    #[serde(default)]
+    pub worst_ops: Vec<HeldOut>,
 }
+
+/// How many ops [`LeftOutModel::worst_ops`] names.
+pub const WORST_OPS: usize = 5;
 
 /// One op kind's share of a left-out model's predicted and measured in-context time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -423,7 +429,8 @@ fn k_fold(p: &Prepared, opts: &FitOptions) -> Vec<HeldOut> {
 
 /// Leave-one-model-out: op predictions and whole-model predictions.
 fn leave_one_model_out(p: &Prepared, opts: &FitOptions) -> (Vec<HeldOut>, Vec<LeftOutModel>) {
-    let with_rows: Vec<usize> = (0..p.models.len()).filter(|&m| p.rows.iter().any(|r| r.model == m)).collect();
+    let with_rows: Vec<usize> =
+        (0..p.models.len()).filter(|&m| !p.set.training_only.contains(&p.models[m]) && p.rows.iter().any(|r| r.model == m)).collect();
     if with_rows.len() < 2 {
         return (vec![], vec![]);
     }
@@ -447,6 +454,7 @@ fn leave_one_model_out(p: &Prepared, opts: &FitOptions) -> (Vec<HeldOut>, Vec<Le
                 measured_ms: ms.median_us / 1e3,
                 error: (predicted - ms.median_us) / ms.median_us,
                 kinds: kind_shares(&mine),
+                worst_ops: worst_ops(&mine),
             });
         }
         (ops, whole)
@@ -473,6 +481,13 @@ fn kind_shares(held: &[&HeldOut]) -> Vec<KindShare> {
     let mut shares: Vec<KindShare> = by_kind.into_values().collect();
     shares.sort_by(|a, b| (b.predicted_ms - b.measured_ms).abs().total_cmp(&(a.predicted_ms - a.measured_ms).abs()));
     shares
+}
+
+/// The held-out predictions off by the most time, worst first.
+fn worst_ops(held: &[&HeldOut]) -> Vec<HeldOut> {
+    let mut all: Vec<&HeldOut> = held.to_vec();
+    all.sort_by(|a, b| (b.predicted_us - b.measured_us).abs().total_cmp(&(a.predicted_us - a.measured_us).abs()));
+    all.into_iter().take(WORST_OPS).cloned().collect()
 }
 
 /// Runs `f(0..n)` on up to as many threads as the machine has cores, concatenating the results in order.

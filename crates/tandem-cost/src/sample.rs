@@ -386,6 +386,10 @@ pub struct TrainingSet {
     /// Whole-op stages and baselines timed in plan runs.
     #[serde(default)]
     pub plan_stages: Vec<PlanStageSample>,
+    /// Models that are training data only (the probe networks): every fit uses them, and the
+    /// leave-one-model-out evaluation never leaves one out, since they are not models anyone runs.
+    #[serde(default)]
+    pub training_only: Vec<String>,
 }
 
 impl TrainingSet {

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+pub mod probe;
+
 use tract_onnx::pb::{
     attribute_proto, tensor_proto, tensor_shape_proto, type_proto, AttributeProto, GraphProto,
     ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
@@ -532,7 +534,12 @@ impl GraphBuilder {
     }
 
     /// Names the final tensor `output` and wraps everything into a model.
-    fn finish(mut self, model: &ZooModel, last: &str) -> ModelProto {
+    fn finish(self, model: &ZooModel, last: &str) -> ModelProto {
+        self.finish_as(&format!("tandem_zoo_{}", model.name), model.description, model.input_shape, model.output_shape, last)
+    }
+
+    /// [`GraphBuilder::finish`] for a graph that is no [`ZooModel`] (the probe networks).
+    fn finish_as(mut self, graph_name: &str, description: &str, input_shape: &[usize], output_shape: &[usize], last: &str) -> ModelProto {
         for node in &mut self.nodes {
             for o in &mut node.output {
                 if o == last {
@@ -547,11 +554,11 @@ impl GraphBuilder {
         }
         let graph = GraphProto {
             node: self.nodes,
-            name: format!("tandem_zoo_{}", model.name),
+            name: graph_name.to_string(),
             initializer: self.initializers,
-            doc_string: model.description.to_string(),
-            input: vec![value_info(INPUT_NAME, model.input_shape)],
-            output: vec![value_info(OUTPUT_NAME, model.output_shape)],
+            doc_string: description.to_string(),
+            input: vec![value_info(INPUT_NAME, input_shape)],
+            output: vec![value_info(OUTPUT_NAME, output_shape)],
             ..Default::default()
         };
         ModelProto {
@@ -563,7 +570,7 @@ impl GraphBuilder {
             producer_name: "tandem-zoo".to_string(),
             producer_version: env!("CARGO_PKG_VERSION").to_string(),
             model_version: 1,
-            doc_string: model.description.to_string(),
+            doc_string: description.to_string(),
             graph: Some(graph),
             ..Default::default()
         }
@@ -745,20 +752,21 @@ fn inception(b: &mut GraphBuilder) -> String {
 const TOKENS: usize = 64;
 const D_MODEL: usize = 128;
 const HEADS: usize = 4;
-const HEAD_DIM: usize = D_MODEL / HEADS;
 const D_FF: usize = 256;
 const LAYERS: usize = 2;
 
-/// Multi-head self-attention of one encoder layer, on the normalised input `x`.
-fn attention(b: &mut GraphBuilder, p: &str, x: &str) -> String {
-    let d = D_MODEL;
+/// Multi-head self-attention of one encoder layer, on the normalised input `x` of `[1, tokens, d]`.
+/// Every layer of one graph has the same `tokens`, `d` and `heads` (the reshape targets are shared
+/// constants).
+fn attention(b: &mut GraphBuilder, p: &str, x: &str, tokens: usize, d: usize, heads: usize) -> String {
+    let head_dim = d / heads;
     let split = b.ints(
         "const.shape.split_heads",
-        &[1, TOKENS as i64, HEADS as i64, HEAD_DIM as i64],
+        &[1, tokens as i64, heads as i64, head_dim as i64],
     );
     let merge = b.ints(
         "const.shape.merge_heads",
-        &[1, TOKENS as i64, D_MODEL as i64],
+        &[1, tokens as i64, d as i64],
     );
     let mut heads = vec![];
     for (which, perm) in [
@@ -782,7 +790,7 @@ fn attention(b: &mut GraphBuilder, p: &str, x: &str) -> String {
         heads.push(t);
     }
     let scores = b.binary("MatMul", &format!("{p}.scores"), &heads[0], &heads[1]);
-    let scale = b.scalar("const.attention_scale", 1.0 / (HEAD_DIM as f32).sqrt());
+    let scale = b.scalar("const.attention_scale", 1.0 / (head_dim as f32).sqrt());
     let scaled = b.binary("Mul", &format!("{p}.scale"), &scores, &scale);
     let probs = b.node(
         "Softmax",
@@ -818,19 +826,25 @@ fn gelu(b: &mut GraphBuilder, p: &str, x: &str) -> String {
     b.binary("Mul", &format!("{p}.mul_half"), &mul, &half)
 }
 
+/// One pre-norm encoder layer on `x` of `[1, tokens, d]`: self-attention, then a feed-forward of
+/// width `ff` with a Gelu (or, without `gelu`, a Relu), each added back to its input.
+#[allow(clippy::too_many_arguments)]
+fn encoder_layer(b: &mut GraphBuilder, p: &str, x: &str, tokens: usize, d: usize, heads: usize, ff: usize, with_gelu: bool) -> String {
+    let ln1 = b.layer_norm(&format!("{p}.ln1"), x, d);
+    let attn = attention(b, &format!("{p}.attn"), &ln1, tokens, d, heads);
+    let x = b.binary("Add", &format!("{p}.attn.residual"), x, &attn);
+    let ln2 = b.layer_norm(&format!("{p}.ln2"), &x, d);
+    let h = b.linear(&format!("{p}.ff1"), &ln2, d, ff, RELU_GAIN);
+    let h = if with_gelu { gelu(b, &format!("{p}.gelu"), &h) } else { b.relu(&format!("{p}.relu"), &h) };
+    let h = b.linear(&format!("{p}.ff2"), &h, ff, d, LINEAR_GAIN);
+    b.binary("Add", &format!("{p}.ff.residual"), &x, &h)
+}
+
 /// Transformer encoder: pre-norm layers of self-attention and a Gelu feed-forward.
 fn transformer(b: &mut GraphBuilder) -> String {
     let mut x = INPUT_NAME.to_string();
     for layer in 0..LAYERS {
-        let p = format!("layer{}", layer + 1);
-        let ln1 = b.layer_norm(&format!("{p}.ln1"), &x, D_MODEL);
-        let attn = attention(b, &format!("{p}.attn"), &ln1);
-        x = b.binary("Add", &format!("{p}.attn.residual"), &x, &attn);
-        let ln2 = b.layer_norm(&format!("{p}.ln2"), &x, D_MODEL);
-        let h = b.linear(&format!("{p}.ff1"), &ln2, D_MODEL, D_FF, RELU_GAIN);
-        let h = gelu(b, &format!("{p}.gelu"), &h);
-        let h = b.linear(&format!("{p}.ff2"), &h, D_FF, D_MODEL, LINEAR_GAIN);
-        x = b.binary("Add", &format!("{p}.ff.residual"), &x, &h);
+        x = encoder_layer(b, &format!("layer{}", layer + 1), &x, TOKENS, D_MODEL, HEADS, D_FF, true);
     }
     b.layer_norm("final.ln", &x, D_MODEL)
 }

@@ -30,7 +30,7 @@ use crate::table::Table;
 ///                standalone_time_error_pct, calibrated_time_error_pct, own_time_error_pct, own {..} | null, own_models [..]}],
 ///   "whole_in_plan": [ .. the same for whole-op stages and `single:` baselines timed in plan runs .. ],
 ///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],   // src == dst: joining a split's parts there
-///   "training": {models, op_samples, model_samples, transfer_samples, skipped},
+///   "training": {models, probe_models, op_samples, model_samples, transfer_samples, skipped},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
 /// ```
 ///
@@ -172,6 +172,8 @@ pub struct TransferJson {
 pub struct TrainingJson {
     /// Models with measurements.
     pub models: usize,
+    /// How many of them are probe networks (`tandem profile probes`): trained on, never held out.
+    pub probe_models: usize,
     /// Op and split-part timings.
     pub op_samples: usize,
     /// Whole-model timings.
@@ -274,6 +276,7 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
             .collect(),
         training: TrainingJson {
             models,
+            probe_models: set.training_only.len(),
             op_samples: set.ops.len(),
             model_samples: set.models.len(),
             transfer_samples: set.transfers.len(),
@@ -315,6 +318,9 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
         }
         with_data += 1;
         let name = training_name(&all, m);
+        if tandem_graph::zoo::probe::is_probe(&m.name) {
+            set.training_only.push(name.clone());
+        }
         let ops: BTreeMap<i64, OpFeatures> = store
             .ops(m.id)?
             .into_iter()
@@ -441,9 +447,10 @@ fn pct(v: f64) -> String {
 fn print_tables(out: &FitJson) -> Result<()> {
     let t = &out.training;
     let mut s = format!(
-        "fitted cost models for device {} on {} models ({} op timings, {} whole-model timings, {} transfer timings{}) in {:.2} s, evaluated on held-out data in {:.2} s\n\n",
+        "fitted cost models for device {} on {} models{} ({} op timings, {} whole-model timings, {} transfer timings{}) in {:.2} s, evaluated on held-out data in {:.2} s\n\n",
         out.device_id,
         t.models,
+        if t.probe_models > 0 { format!(" ({} of them probe networks, trained on and never held out)", t.probe_models) } else { String::new() },
         t.op_samples,
         t.model_samples,
         t.transfer_samples,

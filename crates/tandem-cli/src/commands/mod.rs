@@ -36,7 +36,8 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
     }
 }
 
-/// Loads the model named on the command line: a file, or a zoo model when no such file exists.
+/// Loads the model named on the command line: a file, or a zoo model or probe network when no such
+/// file exists.
 pub fn load_model(args: &ModelArgs) -> Result<Graph> {
     let shapes: Vec<InputShape> = args.shapes()?;
     let path = std::path::Path::new(&args.model);
@@ -44,6 +45,10 @@ pub fn load_model(args: &ModelArgs) -> Result<Graph> {
         if let Some(m) = tandem_graph::zoo::find(&args.model) {
             let bytes = tandem_graph::zoo::build(m.name, 0)?;
             return Ok(Graph::load_bytes(m.name, &bytes, &shapes)?);
+        }
+        if let Some(p) = tandem_graph::zoo::probe::find(&args.model) {
+            let bytes = tandem_graph::zoo::probe::build(&p.name)?;
+            return Ok(Graph::load_bytes(&p.name, &bytes, &shapes)?);
         }
     }
     Ok(Graph::load(path, &shapes)?)

@@ -27,8 +27,14 @@ impl Reporter for Bar {
     }
 }
 
+/// What `tandem profile probes` profiles: every probe network (`tandem zoo --probes`).
+pub const ALL_PROBES: &str = "probes";
+
 /// Runs `tandem profile`.
 pub fn run(args: &ProfileArgs, db: &std::path::Path, json: bool) -> Result<()> {
+    if args.model.model == ALL_PROBES && !std::path::Path::new(ALL_PROBES).exists() {
+        return probes(args, db, json);
+    }
     let graph = Arc::new(super::load_model(&args.model)?);
     if args.contention {
         return contention(graph, args, db, json);
@@ -46,6 +52,49 @@ pub fn run(args: &ProfileArgs, db: &std::path::Path, json: bool) -> Result<()> {
         }));
     }
     print_summary(&graph.name, &report)
+}
+
+/// `tandem profile probes`: every probe network in turn, each resumable as any profile is (what is
+/// stored is kept), one line each.
+fn probes(args: &ProfileArgs, db: &std::path::Path, json: bool) -> Result<()> {
+    anyhow::ensure!(!args.contention, "--contention profiles one model; name it instead of `probes`");
+    anyhow::ensure!(args.model.input_shape.is_empty(), "probe networks have fixed input shapes; drop --input-shape");
+    let all = tandem_graph::zoo::probe::probes();
+    let started = std::time::Instant::now();
+    let mut rows = vec![];
+    for (i, probe) in all.iter().enumerate() {
+        let one = crate::cli::ModelArgs { model: probe.name.clone(), input_shape: vec![] };
+        let graph = Arc::new(super::load_model(&one)?);
+        let report = measure(graph.clone(), args, db, !json)?;
+        if !json {
+            eprintln!(
+                "{}/{} {}: {} ops, {} measurements written, {} already stored, {:.1} s{}",
+                i + 1,
+                all.len(),
+                probe.name,
+                graph.ops.len(),
+                report.measurements,
+                report.skipped,
+                report.elapsed_s,
+                if report.drifted { format!(" (speed drifted {:+.1}%)", report.drift_pct) } else { String::new() }
+            );
+        }
+        rows.push(serde_json::json!({
+            "model": probe.name,
+            "profile_id": report.profile_id,
+            "model_id": report.model_id,
+            "measurements": report.measurements,
+            "already_stored": report.skipped,
+            "elapsed_s": report.elapsed_s,
+            "drift_pct": report.drift_pct,
+        }));
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    if json {
+        return super::print_json(&serde_json::json!({ "probes": rows, "elapsed_s": elapsed_s }));
+    }
+    crate::out(&format!("profiled {} probe networks in {elapsed_s:.1} s; `tandem fit` now trains on them too\n", all.len()))?;
+    Ok(())
 }
 
 /// Profiles `graph` as `args` ask (processors, budget, transfers, force), with a progress bar on stderr

@@ -70,6 +70,30 @@ fn zoo_lists_and_writes() {
 }
 
 #[test]
+fn zoo_lists_and_writes_probe_networks() {
+    let o = tandem(&["zoo", "--probes", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let probes = v["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), tandem_graph::zoo::probe::probes().len());
+    assert!(probes.iter().all(|p| p["name"].as_str().unwrap().starts_with("probe-") && p["input_shape"].as_array().unwrap().len() >= 3), "{probes:?}");
+    // The list tells where the probes are.
+    assert!(stdout(&tandem(&["zoo"])).contains("tandem zoo --probes"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.onnx");
+    let o = tandem(&["zoo", "probe-cnn-01", "-o", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&path).unwrap(), tandem_graph::zoo::probe::build("probe-cnn-01").unwrap());
+    // By name, as any model.
+    let o = tandem(&["inspect", "probe-tok-01", "--json"]);
+    assert!(o.status.success() && stdout(&o).contains("EinSum"), "{}", stderr(&o));
+    // A probe's weights are fixed by its name.
+    assert_error(&tandem(&["zoo", "probe-cnn-01", "-o", path.to_str().unwrap(), "--seed", "3"]), "--seed");
+    // Profiling every probe takes fixed shapes.
+    assert_error(&tandem(&["profile", "probes", "--input-shape", "input=1,3,8,8", "--db", dir.path().join("t.db").to_str().unwrap()]), "--input-shape");
+}
+
+#[test]
 fn zoo_unknown_name_lists_the_valid_ones() {
     assert_error(&tandem(&["zoo", "vgg", "-o", "x.onnx"]), "resnet, mobilenet, inception, transformer");
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{assert_error, count, query, stderr, tandem};
+use crate::common::{assert_error, count, query, stderr, stdout, tandem};
 
 fn fit_json(db: &Path) -> serde_json::Value {
     let o = tandem(&["fit", "--db", db.to_str().unwrap(), "--json"]);
@@ -103,6 +103,33 @@ fn assert_numbers_finite(v: &serde_json::Value) {
         serde_json::Value::Number(n) => assert!(n.as_f64().is_some_and(f64::is_finite)),
         _ => {}
     }
+}
+
+#[test]
+fn probe_networks_train_the_fit_and_are_never_held_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let dbs = db.to_str().unwrap();
+    // The smallest probe network, beside two zoo models.
+    let smallest = tandem_graph::zoo::probe::probes().into_iter().min_by_key(|p| tandem_graph::zoo::probe::build_probe(p).macs).unwrap();
+    for model in ["mobilenet", "transformer", smallest.name.as_str()] {
+        let o = tandem(&["profile", model, "--db", dbs, "--budget-ms", "5", "--no-transfers", "--processors", "cpu:0", "--json"]);
+        assert!(o.status.success(), "profile {model}: {}", stderr(&o));
+    }
+    let v = fit_json(&db);
+    assert_eq!(v["training"]["models"], 3);
+    assert_eq!(v["training"]["probe_models"], 1);
+    let lomo = v["leave_one_model_out"].as_array().unwrap();
+    let held_out: Vec<&str> = lomo.iter().map(|l| l["model"].as_str().unwrap()).collect();
+    assert_eq!(held_out, ["mobilenet", "transformer"], "the probe trains every fold and is never judged");
+    for l in lomo {
+        let worst = l["worst_ops"].as_array().unwrap();
+        assert!(!worst.is_empty() && worst.len() <= 5, "{l}");
+        let miss = |o: &serde_json::Value| (o["predicted_us"].as_f64().unwrap() - o["measured_us"].as_f64().unwrap()).abs();
+        assert!(worst.windows(2).all(|w| miss(&w[0]) >= miss(&w[1])), "worst first: {worst:?}");
+    }
+    let o = tandem(&["fit", "--db", dbs]);
+    assert!(stdout(&o).contains("1 of them probe networks"), "{}", stdout(&o));
 }
 
 #[test]
