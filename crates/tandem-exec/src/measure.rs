@@ -134,6 +134,43 @@ pub struct StreamReport {
     pub elapsed_ms: f64,
 }
 
+/// A plan against the best baseline, as the confidence interval of the speedup says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The whole interval is above 1.
+    Faster,
+    /// The whole interval is below 1.
+    Slower,
+    /// The interval holds 1: this run cannot tell the two apart.
+    Indistinguishable,
+}
+
+impl Verdict {
+    /// The verdict of an interval of the speedup.
+    pub fn of([lo, hi]: [f64; 2]) -> Verdict {
+        if lo > 1.0 {
+            Verdict::Faster
+        } else if hi < 1.0 {
+            Verdict::Slower
+        } else {
+            Verdict::Indistinguishable
+        }
+    }
+
+    /// `faster`, `slower`, `indistinguishable`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Faster => "faster",
+            Verdict::Slower => "slower",
+            Verdict::Indistinguishable => "indistinguishable",
+        }
+    }
+}
+
+/// Bootstrap draws of the speedup's confidence interval.
+const CI_RESAMPLES: usize = 1000;
+
 /// Everything `tandem run` learns about a plan. Serialised as the `run --json` object's detail (the
 /// command adds `plan_id` and flattens `measured` into `measured_ms`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +197,13 @@ pub struct RunReport {
     pub best_baseline: Option<String>,
     /// Best baseline's median / the plan's median.
     pub speedup_vs_best_baseline: Option<f64>,
+    /// 95% confidence interval of that speedup: a bootstrap over the rounds, each round's plan run
+    /// and baseline run kept together ([`tandem_profile::paired_ratio_ci`]).
+    #[serde(default)]
+    pub speedup_ci95: Option<[f64; 2]>,
+    /// What the interval says: faster, slower, or not told apart from the best baseline.
+    #[serde(default)]
+    pub versus_best_baseline: Option<Verdict>,
     /// Per stage.
     pub stages: Vec<StageReport>,
     /// Per transfer of the plan.
@@ -199,6 +243,8 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
         baselines: vec![],
         best_baseline: None,
         speedup_vs_best_baseline: None,
+        speedup_ci95: None,
+        versus_best_baseline: None,
         stages: vec![],
         transfers: vec![],
         handover_us: None,
@@ -261,9 +307,14 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
             Baseline { name: format!("single:{}", b.processor), processor: b.processor.clone(), measured_ms: sum.median_us / 1e3, p90_ms: sum.p90_us / 1e3, samples: sum.samples, cv: sum.cv }
         })
         .collect();
-    if let Some(best) = report.baselines.iter().min_by(|a, b| a.measured_ms.total_cmp(&b.measured_ms)) {
+    if let Some((k, best)) = report.baselines.iter().enumerate().min_by(|a, b| a.1.measured_ms.total_cmp(&b.1.measured_ms)) {
         report.best_baseline = Some(best.name.clone());
         report.speedup_vs_best_baseline = Some(best.measured_ms / median_ms);
+        // Every kept round timed the plan once and each baseline once: index i pairs them.
+        if let Some((lo, hi)) = tandem_profile::paired_ratio_ci(&base_samples[k], &latencies, CI_RESAMPLES) {
+            report.speedup_ci95 = Some([lo, hi]);
+            report.versus_best_baseline = Some(Verdict::of([lo, hi]));
+        }
     }
     report.stages = stage_reports(exec, &plan_runs);
     report.transfers = transfer_reports(exec, &plan_runs);

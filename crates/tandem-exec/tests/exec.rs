@@ -355,6 +355,11 @@ fn measure_verifies_times_against_baselines_and_traces() {
         assert!(names.contains(&format!("single:{}", p.id).as_str()), "{names:?}");
     }
     assert!(r.speedup_vs_best_baseline.unwrap() > 0.0);
+    // With five or more rounds the speedup has an interval, and the verdict is the interval's.
+    match (r.speedup_ci95, m.samples + m.outliers_dropped >= 5) {
+        (Some([lo, hi]), _) => assert!(lo <= hi && r.versus_best_baseline == Some(tandem_exec::Verdict::of([lo, hi])), "{:?}", r.speedup_ci95),
+        (None, enough) => assert!(!enough && r.versus_best_baseline.is_none()),
+    }
     assert_eq!(r.predicted_ms, None, "a sketched plan predicts nothing");
     assert_eq!(r.stages.len(), plan.stages.len());
     assert_eq!(r.transfers.len(), plan.transfers.len());

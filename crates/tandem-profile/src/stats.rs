@@ -124,6 +124,48 @@ impl StopRule {
     }
 }
 
+/// A 95% confidence interval of `median(num) / median(den)` (medians as [`summarize`] takes them)
+/// for paired samples: `num[i]` and `den[i]` were timed in the same round, so resampling keeps the
+/// pairs together and a slow spell that slowed both cancels out. A percentile bootstrap with
+/// `resamples` draws from a fixed seed, so the same samples give the same interval. `None` with
+/// fewer than 5 pairs.
+///
+/// Why: a plan that does the baseline's own work (a one-stage plan) measures 0.99x or 1.01x of it by
+/// chance; the interval says whether a ratio is a difference at all.
+pub fn paired_ratio_ci(num: &[f64], den: &[f64], resamples: usize) -> Option<(f64, f64)> {
+    let n = num.len().min(den.len());
+    if n < 5 || resamples == 0 {
+        return None;
+    }
+    // SplitMix64: a few lines, and independent of any crate's generator.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut ratios = Vec::with_capacity(resamples);
+    let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..resamples {
+        for k in 0..n {
+            let i = (next() % n as u64) as usize;
+            a[k] = num[i];
+            b[k] = den[i];
+        }
+        let r = summarize(&a).median_us / summarize(&b).median_us;
+        if r.is_finite() {
+            ratios.push(r);
+        }
+    }
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    Some((quantile(&ratios, 0.025), quantile(&ratios, 0.975)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +202,21 @@ mod tests {
         assert!(!rule.done(&noisy, 0.1));
         assert!(rule.done(&noisy, 100.0), "the budget ends it");
         assert!(!rule.done(&stable[..5], 0.1), "minimum samples first");
+    }
+
+    #[test]
+    fn paired_ratio_ci_brackets_the_ratio_and_separates_real_differences_from_noise() {
+        // A slow spell hits both series in the same rounds: pairing cancels it.
+        let drift = |i: usize| 1.0 + 0.3 * ((i / 10) % 2) as f64;
+        let noise = |i: usize| 1.0 + 0.02 * (((i * 7919) % 13) as f64 / 13.0 - 0.5);
+        let den: Vec<f64> = (0..60).map(|i| 100.0 * drift(i) * noise(i)).collect();
+        let faster: Vec<f64> = (0..60).map(|i| 120.0 * drift(i) * noise(i + 3)).collect();
+        let (lo, hi) = paired_ratio_ci(&faster, &den, 500).unwrap();
+        assert!(lo > 1.1 && hi < 1.3 && lo < hi, "{lo} {hi}");
+        let same: Vec<f64> = (0..60).map(|i| 100.0 * drift(i) * noise(i + 5)).collect();
+        let (lo, hi) = paired_ratio_ci(&same, &den, 500).unwrap();
+        assert!(lo < 1.0 && hi > 1.0, "the same work: {lo} {hi}");
+        assert_eq!(paired_ratio_ci(&same, &den, 500), paired_ratio_ci(&same, &den, 500), "seeded");
+        assert_eq!(paired_ratio_ci(&same[..4], &den[..4], 500), None);
     }
 }

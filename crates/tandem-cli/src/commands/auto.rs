@@ -292,7 +292,7 @@ fn print_summary(device: &Device, tuned: &Tuned, done: &Executed, steps: &Steps)
         r.max_abs_diff,
         r.max_rel_diff,
         r.prediction_error.map(|e| format!("{:+.1}%", 100.0 * e)).unwrap_or_else(|| "-".into()),
-        r.speedup_vs_best_baseline.map(|s| format!("{s:.2}x")).unwrap_or_else(|| "-".into()),
+        super::run::speedup_text(r),
     ));
     // A one-stage plan does the same work as its processor's baseline: any gap between the two is
     // between two ways of running and timing it (the executor's lane, the baseline's worker), not a
@@ -314,7 +314,7 @@ fn print_summary(device: &Device, tuned: &Tuned, done: &Executed, steps: &Steps)
     // one to use instead rather than leave a ratio below 1 to be noticed.
     let alone_on = |p: &str| matches!(plan.stages.as_slice(), [only] if only.processor == p);
     if let (Some(speedup), Some(best)) = (r.speedup_vs_best_baseline, r.best_baseline.as_ref()) {
-        if speedup < 1.0 && !alone_on(best.trim_start_matches("single:")) {
+        if speedup < 1.0 && r.versus_best_baseline != Some(tandem_exec::Verdict::Indistinguishable) && !alone_on(best.trim_start_matches("single:")) {
             out.push_str(&format!(
                 "the plan is {:.0}% slower than {best} as measured: run the model on {} alone (the cost models predicted otherwise; profiling again on a quieter machine may change that)\n",
                 100.0 * (1.0 / speedup - 1.0),

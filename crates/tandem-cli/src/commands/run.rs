@@ -26,6 +26,8 @@ use crate::table::Table;
 ///   "predicted_ms" | null, "prediction_error" | null,             // (predicted - measured) / measured
 ///   "baselines": [{name: "single:<processor>", processor, measured_ms, p90_ms, samples, cv}],
 ///   "best_baseline", "speedup_vs_best_baseline",                  // best baseline median / plan median
+///   "speedup_ci95": [lo, hi] | null,                              // paired bootstrap over the rounds
+///   "versus_best_baseline": "faster" | "slower" | "indistinguishable" | null,
 ///   "stages": [{stage, processor, ops, part, measured_us, p90_us, start_us, end_us, wait_us, predicted_us, predicted_start_us}],
 ///   "transfers": [{from_stage, to_stage, src, dst, bytes, measured_us, predicted_us}],
 ///   "handover_us", "timeline": {latency_us, period_us, spans},
@@ -334,8 +336,8 @@ fn print_summary(done: &Executed) -> Result<()> {
             t.row(vec![b.name.clone(), format!("{:.3}", b.measured_ms), format!("{:.3}", b.p90_ms), format!("{:.2}", b.measured_ms / m.median)]);
         }
         out.push_str(&t.render());
-        if let (Some(best), Some(s)) = (&r.best_baseline, r.speedup_vs_best_baseline) {
-            out.push_str(&format!("speedup against the best baseline ({best}): {s:.2}x\n"));
+        if let Some(best) = &r.best_baseline {
+            out.push_str(&format!("speedup against the best baseline ({best}): {}\n", speedup_text(r)));
         }
         let f = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
         let mut t = Table::new(&["stage", "processor", "ops", "start µs", "measured µs", "predicted µs", "wait µs"]);
@@ -370,5 +372,15 @@ fn ops_label(ops: &[usize]) -> String {
         [one] => one.to_string(),
         [first, .., last] if last - first + 1 == ops.len() => format!("{first}-{last}"),
         _ => format!("{} ops", ops.len()),
+    }
+}
+
+/// The speedup against the best baseline with its interval and what it says:
+/// `1.24x (95% CI 1.20-1.28: faster)`; `-` without baselines.
+pub fn speedup_text(r: &tandem_exec::RunReport) -> String {
+    match (r.speedup_vs_best_baseline, r.speedup_ci95, r.versus_best_baseline) {
+        (Some(s), Some([lo, hi]), Some(v)) => format!("{s:.2}x (95% CI {lo:.2}-{hi:.2}: {})", v.label()),
+        (Some(s), _, _) => format!("{s:.2}x"),
+        _ => "-".into(),
     }
 }

@@ -84,7 +84,17 @@ fn a_stored_plan_runs_verified_against_the_baselines_and_is_stored() {
         assert!(b["measured_ms"].as_f64().unwrap() > 0.0);
     }
     let best = baselines.iter().map(|b| b["measured_ms"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
-    assert!((v["speedup_vs_best_baseline"].as_f64().unwrap() - best / median).abs() < 1e-9);
+    let speedup = v["speedup_vs_best_baseline"].as_f64().unwrap();
+    assert!((speedup - best / median).abs() < 1e-9);
+    // The interval of the speedup, and what it says.
+    if let Some(ci) = v["speedup_ci95"].as_array() {
+        let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+        assert!(lo <= hi && lo > 0.0, "{ci:?}");
+        let verdict = if lo > 1.0 { "faster" } else if hi < 1.0 { "slower" } else { "indistinguishable" };
+        assert_eq!(v["versus_best_baseline"], verdict, "{v}");
+    } else {
+        assert!(v["versus_best_baseline"].is_null());
+    }
     assert_eq!(v["stages"].as_array().unwrap().len(), plan.stages.len());
     assert_eq!(v["stages"][1]["predicted_us"], 100.0);
     assert_eq!(v["stream"]["requests"], 4);
