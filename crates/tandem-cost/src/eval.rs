@@ -180,6 +180,11 @@ pub struct FitReport {
     /// whole-stage calibration (`parts` counts them; `standalone` is the stage model's prediction).
     #[serde(default)]
     pub whole_in_plan: Vec<PlanPartAccuracy>,
+    /// The ceiling the measurements leave for any op model: in-context ops above 50 µs that have
+    /// identical twins (same model, processor, kind and counts), each predicted by its twins'
+    /// median. Their timings differ only by where in the model they ran and by noise.
+    #[serde(default)]
+    pub repeatability: Accuracy,
     /// Every held-out prediction of the k-fold evaluation.
     #[serde(skip)]
     pub held_out: Vec<HeldOut>,
@@ -483,6 +488,30 @@ fn kind_shares(held: &[&HeldOut]) -> Vec<KindShare> {
     shares
 }
 
+/// [`FitReport::repeatability`]: each in-context whole op above 50 µs with identical twins in its
+/// model, predicted by the median of the twins' timings.
+fn repeatability(p: &Prepared) -> Accuracy {
+    let mut twins: std::collections::HashMap<(usize, &str, &str, Vec<u64>), Vec<f64>> = std::collections::HashMap::new();
+    for r in &p.rows {
+        let s = &p.set.ops[r.sample];
+        if s.context != Context::InModel || s.part.is_some() {
+            continue;
+        }
+        let key = (r.model, s.processor.as_str(), s.op.kind.as_str(), r.coords.iter().map(|c| c.to_bits()).collect());
+        twins.entry(key).or_default().push(r.y);
+    }
+    let pairs = twins.values().filter(|t| t.len() > 1).flat_map(|t| {
+        t.iter().enumerate().filter(|(_, &y)| y > 50.0).map(move |(i, &y)| {
+            let mut others: Vec<f64> = t.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, &v)| v).collect();
+            others.sort_by(f64::total_cmp);
+            let mid = others.len() / 2;
+            let m = if others.len() % 2 == 0 { 0.5 * (others[mid - 1] + others[mid]) } else { others[mid] };
+            (m, y)
+        })
+    });
+    Accuracy::of(pairs)
+}
+
 /// The held-out predictions off by the most time, worst first.
 fn worst_ops(held: &[&HeldOut]) -> Vec<HeldOut> {
     let mut all: Vec<&HeldOut> = held.to_vec();
@@ -626,6 +655,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
         ops: if lomo_ops.is_empty() { Accuracy::default() } else { one(&lomo_df, in_model.clone())? },
         ops_above_50us: if lomo_ops.is_empty() { Accuracy::default() } else { one(&lomo_df, in_model.and(big))? },
     };
+    let repeatability = repeatability(&prepared);
     let evaluate_s = started.elapsed().as_secs_f64();
     let report = FitReport {
         models,
@@ -636,6 +666,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
         leave_one_model_out_summary: summary,
         in_plan,
         whole_in_plan,
+        repeatability,
         held_out: held,
         fit_s,
         evaluate_s,
@@ -656,6 +687,7 @@ impl FitReport {
             && self.slices.iter().all(|s| acc(&s.accuracy))
             && self.leave_one_model_out.iter().all(|l| l.predicted_ms.is_finite() && l.measured_ms.is_finite() && l.error.is_finite() && l.kinds.iter().all(|k| k.predicted_ms.is_finite() && k.measured_ms.is_finite()))
             && acc(&self.leave_one_model_out_summary.ops)
+            && acc(&self.repeatability)
             && self.in_plan.iter().chain(&self.whole_in_plan).all(|a| {
                 acc(&a.standalone) && a.calibrated.as_ref().is_none_or(acc) && a.own.as_ref().is_none_or(acc) && a.median_ratio.is_finite() && a.own_models.iter().all(|o| acc(&o.accuracy) && o.median_ratio.is_finite())
             })

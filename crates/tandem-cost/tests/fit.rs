@@ -407,3 +407,22 @@ fn a_model_gets_a_whole_stage_calibration_of_its_own_held_out_run_by_run() {
     }
     assert_eq!(back.for_model("never-run").processor("cpu:0").unwrap().whole_in_plan, back.processor("cpu:0").unwrap().whole_in_plan);
 }
+
+#[test]
+fn repeatability_predicts_each_op_by_its_identical_twins() {
+    let mut set = synthetic(3, 20, 0.02, &|op, _| 3.0 + 0.002 * op.macs);
+    // Identical ops of model m0, in context: 100, 105 and 130 µs are judged.
+    let mut rng = Rng(5);
+    let twin = conv(&mut rng, "Conv");
+    for (i, us) in [100.0, 105.0, 130.0].into_iter().enumerate() {
+        set.ops.push(sample(0, 100 + i as i64, "cpu:0", Context::InModel, twin.clone(), us));
+    }
+    // A twin under 50 µs counts as a twin but is not judged; one on another model is no twin.
+    set.ops.push(sample(0, 103, "cpu:0", Context::InModel, twin.clone(), 40.0));
+    set.ops.push(sample(1, 100, "cpu:0", Context::InModel, twin.clone(), 500.0));
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let r = report.repeatability;
+    assert_eq!(r.n, 3, "{r:?}");
+    // 100 is predicted by median(40, 105, 130) = 105 (5% off), 105 by 100 (4.8%), 130 by 100 (23%).
+    assert!((r.within_10pct - 2.0 / 3.0).abs() < 1e-9, "{r:?}");
+}

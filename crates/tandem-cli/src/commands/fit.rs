@@ -30,6 +30,7 @@ use crate::table::Table;
 ///                standalone_time_error_pct, calibrated_time_error_pct, own_time_error_pct, own {..} | null, own_models [..]}],
 ///   "whole_in_plan": [ .. the same for whole-op stages and `single:` baselines timed in plan runs .. ],
 ///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],   // src == dst: joining a split's parts there
+///   "repeatability": {n, mape, within_10pct},   // ops above 50 µs predicted by identical twins
 ///   "training": {models, probe_models, op_samples, model_samples, transfer_samples, skipped},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
 /// ```
@@ -48,6 +49,8 @@ pub struct FitJson {
     pub models: Vec<KindAccuracy>,
     /// Every in-context op prediction.
     pub overall: Accuracy,
+    /// The ceiling the measurements leave: ops above 50 µs predicted by their identical twins.
+    pub repeatability: Accuracy,
     /// Per context, split parts, ops above 50 µs.
     pub slices: Vec<SliceAccuracy>,
     /// Whole models predicted by models fitted without them.
@@ -241,6 +244,7 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
         device_id: device,
         models: report.kinds.clone(),
         overall: report.overall,
+        repeatability: report.repeatability,
         slices: report.slices.clone(),
         leave_one_model_out: report.leave_one_model_out.clone(),
         leave_one_model_out_summary: report.leave_one_model_out_summary.clone(),
@@ -481,6 +485,15 @@ fn print_tables(out: &FitJson) -> Result<()> {
         .collect();
     if !per_processor.is_empty() {
         s.push_str(&format!("  ops above 50 µs within ±10% per processor: {}\n", per_processor.join(", ")));
+    }
+    let r = &out.repeatability;
+    if r.n > 0 {
+        s.push_str(&format!(
+            "  twins: {} ops above 50 µs have identical twins in their model, and the twins' median is within ±10% of them for {}% (mape {:.1}%): the ceiling for a model that knows an op by its counts alone\n",
+            r.n,
+            pct(r.within_10pct),
+            r.mape
+        ));
     }
     for name in ["isolated", "split_part"] {
         if let Some(a) = slice(name) {

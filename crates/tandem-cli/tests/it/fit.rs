@@ -38,6 +38,9 @@ fn fit_on_profiled_zoo_models_reports_held_out_accuracy_and_stores_a_version() {
     for field in ["mape", "within_10pct"] {
         assert!(v["overall"][field].as_f64().unwrap().is_finite(), "overall.{field}");
     }
+    // The ceiling the measurements leave: the zoo resnet repeats its blocks' convolutions.
+    let twins = &v["repeatability"];
+    assert!(twins["n"].as_u64().unwrap() > 0 && (0.0..=1.0).contains(&twins["within_10pct"].as_f64().unwrap()), "{twins}");
     let lomo = v["leave_one_model_out"].as_array().unwrap();
     let processors = v["stages"].as_array().unwrap().len();
     assert_eq!(lomo.len(), 3 * processors, "every model on every processor: {lomo:?}");
