@@ -122,7 +122,20 @@ impl<'a> Prepared<'a> {
         let mut processors: Vec<String> = set.ops.iter().map(|s| s.processor.clone()).collect();
         processors.sort();
         processors.dedup();
-        let rows: Vec<Row> = set.ops.iter().enumerate().map(|(i, s)| Row::new(i, s, model_index(&s.model))).collect();
+        // Every training-only model shares one group, numbered after the models.
+        let probes = models.len();
+        let rows: Vec<Row> = set
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut r = Row::new(i, s, model_index(&s.model));
+                if set.training_only.contains(&s.model) {
+                    r.group = probes;
+                }
+                r
+            })
+            .collect();
         let mut op_ids: BTreeMap<(usize, i64), usize> = BTreeMap::new();
         let op_of_row: Vec<usize> = rows
             .iter()

@@ -182,6 +182,10 @@ pub(crate) struct Row {
     pub y: f64,
     /// Index of the sample's model.
     pub model: usize,
+    /// What the fit's inner choices leave out together: the model, except that every training-only
+    /// model (the probe networks) is one group, so that the choice is judged on real models and the
+    /// probes count as one more.
+    pub group: usize,
 }
 
 const TERMS: usize = 11;
@@ -211,7 +215,7 @@ impl Row {
         for (v, t) in values.iter_mut().zip(ALL_TERMS) {
             *v = t.value(&features);
         }
-        Row { sample, coords: coords(&features), features, values, y: s.median_us, model }
+        Row { sample, coords: coords(&features), features, values, y: s.median_us, model, group: model }
     }
 
     /// The same row with the reference processor's prediction for it ([`Term::Reference`]).
@@ -269,13 +273,13 @@ fn fit_pooled(rows: &[&Row], terms: &'static [Term], has_reference: bool) -> (Ad
     if !has_reference {
         return (fit_base(rows, terms), terms);
     }
-    let models: BTreeSet<usize> = rows.iter().map(|r| r.model).collect();
+    let models: BTreeSet<usize> = rows.iter().map(|r| r.group).collect();
     if models.len() < 3 {
         return (fit_base(rows, terms), terms);
     }
     let (mut e_own, mut e_ref) = (0.0, 0.0);
     for &m in &models {
-        let (test, train): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.model == m);
+        let (test, train): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.group == m);
         e_own += abs_log_error(&fit_base(&train, terms), &test);
         e_ref += abs_log_error(&fit_base(&train, REFERENCE_TERMS), &test);
     }
@@ -323,15 +327,15 @@ pub(crate) fn fit_context(rows: &[&Row], kinds_of: &dyn Fn(&Row) -> String, opts
         };
         let (base, base_from, fallback_of, tried) = if mine.len() >= opts.kind_min_samples {
             let shared = families.get(&family).filter(|_| family_rows.len() > mine.len());
-            let models: BTreeSet<usize> = mine.iter().map(|r| r.model).collect();
+            let models: BTreeSet<usize> = mine.iter().map(|r| r.group).collect();
             let usable: Vec<Candidate> = candidates.iter().copied().filter(|c| shared.is_some() || !matches!(c, Candidate::Family)).collect();
             if models.len() >= 3 && usable.len() > 1 {
                 // Which base predicts this kind best on models left out (within the training data)?
                 let mut errors = vec![0.0; usable.len()];
                 let mut n = 0usize;
                 for &m in &models {
-                    let (test, train): (Vec<&Row>, Vec<&Row>) = mine.iter().partition(|r| r.model == m);
-                    let family_train: Vec<&Row> = family_rows.iter().copied().filter(|r| r.model != m).collect();
+                    let (test, train): (Vec<&Row>, Vec<&Row>) = mine.iter().partition(|r| r.group == m);
+                    let family_train: Vec<&Row> = family_rows.iter().copied().filter(|r| r.group != m).collect();
                     for (e, &c) in errors.iter_mut().zip(&usable) {
                         *e += abs_log_error(&build(c, &train, &family_train, None), &test);
                     }
