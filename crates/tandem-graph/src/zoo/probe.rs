@@ -340,23 +340,30 @@ fn cnn(b: &mut GraphBuilder, rng: &mut ChaCha8Rng) -> Drawn {
 
 /// Pre-norm encoder layers on tokens.
 fn tokens(b: &mut GraphBuilder, rng: &mut ChaCha8Rng) -> Drawn {
-    let t = pick(rng, &[16, 32, 48, 64, 96, 128, 192, 256]);
+    let mut t = pick(rng, &[16, 32, 48, 64, 96, 128, 192, 256]);
     let d = pick(rng, &[64, 96, 128, 192, 256, 384, 512]);
     let heads = d / pick(rng, &[32, 64]).min(d);
+    let layer_macs = |t: usize, ff: usize| (4 * t * d * d + 2 * t * t * d + 2 * t * d * ff) as u64;
+    // One layer, at its narrowest, must fit the budget: fewer tokens where it does not.
+    while t > 16 && layer_macs(t, d) > MAC_BUDGET {
+        t /= 2;
+    }
     let mut x = INPUT_NAME.to_string();
     let mut drawn = vec![format!("{t} tokens x {d}, {heads} heads")];
     let mut macs: u64 = 0;
     let layers = rng.gen_range(2..=4);
     for l in 0..layers {
-        let attn_macs = (4 * t * d * d + 2 * t * t * d) as u64;
-        let ff = d * pick(rng, &[1, 2, 3, 4]);
-        let ff_macs = (2 * t * d * ff) as u64;
-        if l > 0 && macs + attn_macs + ff_macs > MAC_BUDGET {
+        let mut ff = d * pick(rng, &[1, 2, 3, 4]);
+        // The first layer narrows its feed-forward to fit; a later one that does not fit ends the chain.
+        while l == 0 && ff > d && layer_macs(t, ff) > MAC_BUDGET {
+            ff -= d;
+        }
+        if macs + layer_macs(t, ff) > MAC_BUDGET {
             break;
         }
         let with_gelu = rng.gen_bool(0.5);
         x = encoder_layer(b, &format!("layer{}", l + 1), &x, t, d, heads, ff, with_gelu);
-        macs += attn_macs + ff_macs;
+        macs += layer_macs(t, ff);
         drawn.push(format!("attention + ff {ff} {}", if with_gelu { "gelu" } else { "relu" }));
     }
     Drawn { input_shape: vec![1, t, d], output_shape: vec![1, t, d], last: x, description: drawn.join(", "), macs }
