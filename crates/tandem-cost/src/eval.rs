@@ -435,7 +435,7 @@ fn k_fold(p: &Prepared, opts: &FitOptions) -> Vec<HeldOut> {
 /// Leave-one-model-out: op predictions and whole-model predictions.
 fn leave_one_model_out(p: &Prepared, opts: &FitOptions) -> (Vec<HeldOut>, Vec<LeftOutModel>) {
     let with_rows: Vec<usize> =
-        (0..p.models.len()).filter(|&m| !p.set.training_only.contains(&p.models[m]) && p.rows.iter().any(|r| r.model == m)).collect();
+        (0..p.models.len()).filter(|&m| !p.training_only[m] && p.rows.iter().any(|r| r.model == m)).collect();
     if with_rows.len() < 2 {
         return (vec![], vec![]);
     }

@@ -39,6 +39,8 @@ pub(crate) struct Prepared<'a> {
     pub rows: Vec<Row>,
     /// Model names; `Row::model` indexes this.
     pub models: Vec<String>,
+    /// Per model, whether it is training data only ([`TrainingSet::training_only`]).
+    pub training_only: Vec<bool>,
     /// Processor ids, sorted.
     pub processors: Vec<String>,
     /// Per row, the index of its op (model, op id): k-fold keeps an op's rows together.
@@ -122,6 +124,7 @@ impl<'a> Prepared<'a> {
         let mut processors: Vec<String> = set.ops.iter().map(|s| s.processor.clone()).collect();
         processors.sort();
         processors.dedup();
+        let training_only: Vec<bool> = models.iter().map(|m| set.training_only.contains(m)).collect();
         // Every training-only model shares one group, numbered after the models.
         let probes = models.len();
         let rows: Vec<Row> = set
@@ -130,7 +133,7 @@ impl<'a> Prepared<'a> {
             .enumerate()
             .map(|(i, s)| {
                 let mut r = Row::new(i, s, model_index(&s.model));
-                if set.training_only.contains(&s.model) {
+                if training_only[r.model] {
                     r.group = probes;
                 }
                 r
@@ -150,7 +153,7 @@ impl<'a> Prepared<'a> {
             .collect();
         let plan_part_model = set.plan_parts.iter().map(|s| model_index(&s.model)).collect();
         let plan_stage_model = set.plan_stages.iter().map(|s| model_index(&s.model)).collect();
-        Ok(Prepared { set, rows, models, processors, op_of_row, ops: op_ids.len(), stage_points, plan_part_model, plan_stage_model })
+        Ok(Prepared { set, rows, models, training_only, processors, op_of_row, ops: op_ids.len(), stage_points, plan_part_model, plan_stage_model })
     }
 
     /// Fits every model on the rows and whole-model timings `keep` accepts (by row and by model).

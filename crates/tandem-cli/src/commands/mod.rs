@@ -47,8 +47,7 @@ pub fn load_model(args: &ModelArgs) -> Result<Graph> {
             return Ok(Graph::load_bytes(m.name, &bytes, &shapes)?);
         }
         if let Some(p) = tandem_graph::zoo::probe::find(&args.model) {
-            let bytes = tandem_graph::zoo::probe::build(&p.name)?;
-            return Ok(Graph::load_bytes(&p.name, &bytes, &shapes)?);
+            return Ok(Graph::load_bytes(&p.name, &tandem_graph::zoo::probe::build_probe(&p).bytes(), &shapes)?);
         }
     }
     Ok(Graph::load(path, &shapes)?)

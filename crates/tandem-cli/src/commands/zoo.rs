@@ -82,7 +82,7 @@ fn write_probe(probe: &zoo::probe::Probe, args: &ZooArgs, json: bool) -> Result<
         bail!("a probe network's weights are fixed by its name; drop --seed");
     }
     let built = zoo::probe::build_probe(probe);
-    std::fs::write(path, zoo::probe::build(&probe.name)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(path, built.bytes()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     if json {
         super::print_json(&serde_json::json!({ "model": probe.name, "path": path, "input_shape": built.input_shape }))
     } else {

@@ -75,6 +75,13 @@ pub struct BuiltProbe {
     pub macs: u64,
 }
 
+impl BuiltProbe {
+    /// The model's ONNX bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.proto.encode_to_vec()
+    }
+}
+
 /// What a generator drew: shapes, the last tensor, a description and the work.
 struct Drawn {
     input_shape: Vec<usize>,
@@ -120,7 +127,7 @@ pub fn build_probe(probe: &Probe) -> BuiltProbe {
 /// The ONNX bytes of the probe named `name`.
 pub fn build(name: &str) -> Result<Vec<u8>, ZooError> {
     let probe = find(name).ok_or_else(|| ZooError::UnknownModel { name: name.to_string(), valid: format!("{PREFIX}cnn-01 to {PREFIX}cnn-{CNN_PROBES:02}, {PREFIX}tok-01 to {PREFIX}tok-{TOKEN_PROBES:02}") })?;
-    Ok(build_probe(&probe).proto.encode_to_vec())
+    Ok(build_probe(&probe).bytes())
 }
 
 /// `[1, c, h, w]` as the chain goes.
@@ -400,9 +407,13 @@ mod tests {
     #[test]
     fn every_probe_runs_in_tract_with_the_shapes_it_declares() {
         let mut descriptions = vec![];
+        // The budget bounds the work as tandem counts it on the optimised graph, which can be less
+        // than the ONNX graph's (tract computes a strided 1×1 convolution's inputs only where it
+        // reads them), and most probes keep all of it.
+        let mut kept = 0;
         for p in probes() {
             let built = build_probe(&p);
-            let bytes = built.proto.encode_to_vec();
+            let bytes = built.bytes();
             let plan = tract_onnx::onnx()
                 .model_for_read(&mut &bytes[..])
                 .and_then(|m| m.with_input_fact(0, f32::fact(&built.input_shape).into()))
@@ -412,18 +423,11 @@ mod tests {
             let input = Tensor::zero::<f32>(&built.input_shape).unwrap();
             let out = plan.run(tvec!(input.into_tvalue())).unwrap_or_else(|e| panic!("{}: {e:?}", p.name));
             assert_eq!(out[0].shape(), &built.output_shape[..], "{}: {}", p.name, built.description);
-            descriptions.push(built.description);
-        }
-        // The budget bounds the work as tandem counts it on the optimised graph, which can be less
-        // than the ONNX graph's (tract computes a strided 1×1 convolution's inputs only where it
-        // reads them), and most probes keep all of it.
-        let mut kept = 0;
-        for p in probes() {
-            let built = build_probe(&p);
-            let graph = crate::Graph::load_bytes(&p.name, &built.proto.encode_to_vec(), &[]).unwrap();
+            let graph = crate::Graph::load_bytes(&p.name, &bytes, &[]).unwrap();
             let counted: u64 = graph.ops.iter().map(|o| o.cost.macs).sum();
             assert!(counted > 0 && counted <= built.macs && built.macs <= MAC_BUDGET, "{}: {counted} MACs: {}", p.name, built.description);
             kept += usize::from(counted == built.macs);
+            descriptions.push(built.description);
         }
         assert!(kept * 2 > CNN_PROBES + TOKEN_PROBES, "{kept}");
         // The generator draws different networks, not one network many times.
