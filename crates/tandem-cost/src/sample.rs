@@ -345,6 +345,20 @@ impl PlanPartSample {
     pub fn op_count(&self) -> usize {
         self.tail.len() + 1
     }
+
+    /// The head and tail of a part of the chain `ops` that computes, of op `i`'s output, the share
+    /// `cuts[i].1` of axis `cuts[i].0` (tandem-graph's `Graph::part_shares`: a region's part computes
+    /// more than its share of the early ops, the halos of its windows). The planner predicts a
+    /// region's parts from this, and `tandem fit` learns the in-plan calibration from the same view
+    /// of the parts that ran.
+    pub fn chain_view(ops: &[OpFeatures], cuts: &[(usize, f64)]) -> Option<((OpFeatures, PartSpec), Vec<OpFeatures>)> {
+        if ops.is_empty() || ops.len() != cuts.len() || cuts.iter().any(|(_, s)| !(s.is_finite() && *s >= 0.0 && *s <= 1.0)) {
+            return None;
+        }
+        let head = (ops[0].clone(), PartSpec { axis: cuts[0].0, start: 0.0, end: cuts[0].1 });
+        let tail = ops[1..].iter().zip(&cuts[1..]).map(|(f, &(axis, share))| f.part(axis, 0.0, share)).collect();
+        Some((head, tail))
+    }
 }
 
 /// A whole-op stage timed while its plan ran, or a processor's `single:` baseline timed beside it (the

@@ -289,6 +289,14 @@ impl Executor {
         &self.plan
     }
 
+    /// What part stage `stage` computes of each op of its split's chain: per op, the axis cut and
+    /// the share computed ([`Graph::part_shares`]); empty for a whole stage.
+    pub fn part_shares(&self, stage: usize) -> Vec<(usize, f64)> {
+        let Some(part) = self.plan.stages.get(stage).and_then(|s| s.part.as_ref()) else { return vec![] };
+        let Some(split) = self.plan.splits.get(part.split) else { return vec![] };
+        self.graph.part_shares(&split.ops, split.axis, part.start..part.end).unwrap_or_default()
+    }
+
     /// The model.
     pub fn graph(&self) -> &Arc<Graph> {
         &self.graph

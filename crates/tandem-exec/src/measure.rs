@@ -80,6 +80,11 @@ pub struct StageReport {
     pub ops: Vec<usize>,
     /// For a split part: `[split, start, end]`.
     pub part: Option<[usize; 3]>,
+    /// For a split part: per op of its chain, the output axis cut and the share of it the part
+    /// computed, halos included ([`tandem_graph::Graph::part_shares`]). Empty in runs stored before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub op_shares: Vec<(usize, f64)>,
     /// Median time running its model, µs.
     pub measured_us: f64,
     /// 90th percentile of it, µs.
@@ -361,6 +366,7 @@ fn stage_reports(exec: &Executor, runs: &[Outcome]) -> Vec<StageReport> {
                 processor: stage.processor.clone(),
                 ops: stage.ops.clone(),
                 part: stage.part.as_ref().map(|p| [p.split, p.start, p.end]),
+                op_shares: exec.part_shares(i),
                 measured_us: s.median_us,
                 p90_us: s.p90_us,
                 start_us: median(runs.iter().map(|r| r.stages[i].start_us)),

@@ -203,6 +203,19 @@ impl Graph {
         out
     }
 
+    /// Cut points: op indices `c` where the only tensor produced before `c` and read at or after it
+    /// is op `c - 1`'s output, and no model output comes before it. The ops from one cut point to a
+    /// later one form a region with one way in and one way out (see [`Graph::part_shares`]).
+    pub fn cut_points(&self) -> Vec<OpId> {
+        let outputs: Vec<_> = self.outputs.iter().map(|e| e.value).collect();
+        (1..self.ops.len())
+            .filter(|&c| {
+                self.ops[c..].iter().all(|o| o.inputs.iter().all(|e| e.from.map(|f| f + 1 >= c).unwrap_or(false)))
+                    && !self.ops[..c - 1].iter().any(|o| o.outputs.iter().any(|e| outputs.contains(&e.value)))
+            })
+            .collect()
+    }
+
     /// Ops whose output `op` consumes.
     pub fn predecessors(&self, op: OpId) -> BTreeSet<OpId> {
         self.ops[op].inputs.iter().filter_map(|e| e.from).collect()

@@ -21,10 +21,11 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::array::Slice;
+use tract_onnx::tract_core::ops::array::{Slice, TypedConcat};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, PaddingSpec, PoolSpec, SumPool};
+use tract_onnx::tract_core::ops::Downsample;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, RmsNorm, Softmax};
@@ -259,8 +260,21 @@ fn rewrite(model: &TypedModel, node: &TypedNode, axis: usize, range: &Range<usiz
         };
         return Ok(Rewrite::With(op, vec![new_spec.1]));
     }
+    // A strided 1x1 convolution (a residual block's downsampling shortcut) declutters into a
+    // Downsample and a matrix product: output rows [a, b) read every stride-th input row from a's.
+    if let Some(down) = node.op_as::<Downsample>() {
+        if down.axis != axis {
+            return Ok(Rewrite::Same(vec![Need::Range(axis, range.clone())]));
+        }
+        ensure!(down.stride > 0, "a reversing Downsample is not split along its axis");
+        let stride = down.stride as usize;
+        let start = range.start * stride + down.modulo;
+        let end = (range.end - 1) * stride + down.modulo + 1;
+        return Ok(Rewrite::With(Box::new(Downsample { axis, stride: down.stride, modulo: 0 }), vec![Need::Range(axis, start..end)]));
+    }
     // Ops that only carry the axis through: slice whichever inputs carry it.
     let carries = node.op_is::<EinSum>() && node.op_as::<EinSum>().unwrap().q_params.is_none()
+        || node.op_as::<TypedConcat>().map(|c| c.axis != axis).unwrap_or(false)
         || node.op_is::<TypedBinOp>()
         || node.op_is::<ElementWiseOp>()
         || node.op_is::<Cast>()
@@ -292,8 +306,17 @@ fn rewrite(model: &TypedModel, node: &TypedNode, axis: usize, range: &Range<usiz
     Ok(Rewrite::Same(needs))
 }
 
+/// What one part computes of each decluttered outlet it wires: `None` for the whole tensor, else the
+/// axis and range.
+type Wired = HashMap<(OutletId, Option<(usize, usize, usize)>), OutletId>;
+
 /// Builds the decluttered model of one part: the chain's inputs, full, in; `range` of `axis` out.
 fn build_part(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>) -> TractResult<TypedModel> {
+    Ok(build_part_wired(graph, chain, axis, range)?.0)
+}
+
+/// [`build_part`], with what the part computes of each outlet.
+fn build_part_wired(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>) -> TractResult<(TypedModel, Wired)> {
     let typed = &graph.typed;
     let mut part = TypedModel::default();
     let mut sources = HashMap::new();
@@ -302,14 +325,14 @@ fn build_part(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>) ->
         let name = typed.nodes[decl.node].name.clone();
         sources.insert(*decl, part.add_source(name, fact)?);
     }
-    let mut memo: HashMap<(OutletId, Option<(usize, usize, usize)>), OutletId> = HashMap::new();
+    let mut memo: Wired = HashMap::new();
     let out = wire(typed, chain, &mut part, &sources, &mut memo, chain.output, Some((axis, range.clone())))?;
     let got = part.outlet_fact(out)?.shape.as_concrete().context("symbolic")?.to_vec();
     let mut want = shape_of(typed, chain.output)?;
     want[axis] = range.len();
     ensure!(got == want, "part computes shape {got:?}, expected {want:?}");
     part.select_output_outlets(&[out])?;
-    Ok(part)
+    Ok((part, memo))
 }
 
 #[allow(clippy::type_complexity)]
@@ -318,7 +341,7 @@ fn wire(
     chain: &Chain,
     part: &mut TypedModel,
     sources: &HashMap<OutletId, OutletId>,
-    memo: &mut HashMap<(OutletId, Option<(usize, usize, usize)>), OutletId>,
+    memo: &mut Wired,
     outlet: OutletId,
     need: Option<(usize, Range<usize>)>,
 ) -> TractResult<OutletId> {
@@ -389,6 +412,54 @@ impl Graph {
         }
         let output = self.ops[*ops.last().unwrap()].outputs[0].value;
         Ok(Split { ops: ops.to_vec(), axis, inputs: chain.inputs.iter().map(|(_, v)| *v).collect(), output, parts })
+    }
+
+    /// The axis a region ending at `op` is cut along, and its length: the rows of the op's output as
+    /// the parts compute it (the decluttered graph's layout: `[C, H, W]` where tract's optimiser may
+    /// hold `[C, H*W]`), which is the second axis from the end (a CNN's rows, a transformer's tokens).
+    /// `None` for an output of rank below 2.
+    pub fn region_axis(&self, op: OpId) -> Option<(usize, usize)> {
+        let shape = shape_of(&self.typed, decl_output(self, op)?).ok()?;
+        let axis = shape.len().checked_sub(2)?;
+        Some((axis, shape[axis]))
+    }
+
+    /// What the part computing `range` of output `axis` computes of each op of the chain `ops`: per
+    /// op, in chain order, the axis of its output that the part cuts and the share of that axis it
+    /// computes (1 where it needs the whole output; the axis is then `axis`).
+    ///
+    /// A long chain cut by rows (a region of a network) computes more than its share of the early
+    /// ops: every window reads a halo of rows beyond the part's own, and the halos add up layer after
+    /// layer. The planner predicts a region's parts from these shares, and the executor reports them
+    /// with each part's time, so the in-plan calibration learns from what the part really computed.
+    /// Axes are those of the decluttered graph, as the ops' kernel parameters are.
+    pub fn part_shares(&self, ops: &[OpId], axis: usize, range: Range<usize>) -> Result<Vec<(usize, f64)>> {
+        let chain = chain_of(self, ops)?;
+        let name = &self.ops[*ops.last().unwrap()].name;
+        let fail = |e: TractError| GraphError::InvalidSplit { op: name.clone(), reason: chain_str(&e) };
+        let (_, wired) = build_part_wired(self, &chain, axis, range).map_err(fail)?;
+        ops.iter()
+            .map(|&o| {
+                let Some(out) = decl_output(self, o) else { return Ok((axis, 1.0)) };
+                let shape = shape_of(&self.typed, out).map_err(fail)?;
+                let (mut cut, mut share, mut seen) = (axis, 0.0, false);
+                for (outlet, need) in wired.keys() {
+                    if *outlet == out {
+                        seen = true;
+                        share += match need {
+                            None => 1.0,
+                            Some((a, start, end)) => {
+                                cut = *a;
+                                (end - start) as f64 / shape[*a].max(1) as f64
+                            }
+                        };
+                    }
+                }
+                // An op no path of the part reaches computes nothing of it; one reached twice
+                // (a residual's two branches asking for different rows) computes both ranges.
+                Ok((cut, if seen { share.min(1.0) } else { 0.0 }))
+            })
+            .collect()
     }
 
     /// The chain `ops` as one unsplit model with the same inputs as [`Graph::split`]'s parts: the

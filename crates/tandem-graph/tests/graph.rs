@@ -230,3 +230,71 @@ fn ops_record_which_output_axis_holds_what_and_offer_rows_before_columns() {
     }
     assert!(convs > 10 && products > 5, "{convs} convolutions, {products} matrix products");
 }
+
+/// Splits every region of `g` (the ops from one cut point to one of the next `reach` cut points)
+/// by the rows of its last output into two and three parts, joins them and compares with the region
+/// run whole; checks what each part computes of each op. Returns how many regions were checked.
+fn check_regions(g: &Graph, reach: usize) -> usize {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut points = vec![0];
+    points.extend(g.cut_points());
+    points.push(g.ops.len());
+    let mut checked = 0;
+    for (i, &start) in points.iter().enumerate() {
+        for &end in points.iter().skip(i + 1).take(reach) {
+            let region: Vec<usize> = (start..end).collect();
+            let Some((axis, rows)) = g.region_axis(end - 1) else { continue };
+            if region.len() < 2 || rows < 6 {
+                continue;
+            }
+            // Regions that reach a flatten or a pooled vector are not cut by rows; the planner skips
+            // them the same way (a failed split).
+            let Ok(split) = g.split(&region, axis, &boundaries(rows, &[0.3, 0.6], 1)) else { continue };
+            let reference_model = g.chain_model(&region).unwrap();
+            let inputs: TVec<TValue> =
+                split.inputs.iter().map(|v| random_tensor(g.optimized().outlet_fact((*v).into()).unwrap().shape.as_concrete().unwrap(), &mut rng)).collect();
+            let reference = tandem_graph::run(&tandem_graph::compile(&reference_model, "ref").unwrap(), inputs.clone(), "ref").unwrap();
+            let (abs, rel) = compare(&reference[0].clone().into_tensor(), &split.run_joined(&inputs).unwrap()).unwrap();
+            assert!(rel <= 1e-5, "{}: region {start}..{end} on axis {axis}: abs {abs} rel {rel}", g.name);
+            // The middle part's shares: its own rows of the last op, more of some earlier one
+            // (windows read halos on both sides), never more than all of one.
+            let middle = split.parts[1].range.clone();
+            let shares = g.part_shares(&region, axis, middle.clone()).unwrap();
+            let own = middle.len() as f64 / rows as f64;
+            assert_eq!(shares.len(), region.len());
+            assert!((shares.last().unwrap().1 - own).abs() < 1e-9, "{}: region {start}..{end}: last op share {:?}, rows {own}", g.name, shares.last());
+            assert!(shares.iter().all(|&(_, s)| s <= 1.0 && s >= 0.0), "{}: shares {shares:?}", g.name);
+            // A window over rows that an op of the region computed (not over the region's input).
+            let windowed_inside = region.iter().any(|&o| {
+                g.ops[o].features.get("kernel_h").is_some_and(|&k| k > 1) && g.ops[o].inputs.iter().any(|e| e.from.is_some_and(|f| f >= start))
+            });
+            assert!(!windowed_inside || shares.iter().any(|&(_, s)| s > own + 1e-9), "{}: region {start}..{end} computes no halo: {shares:?}", g.name);
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// Regions of a network cut by rows, each part carrying its rows through every op (convolutions with
+/// their halos, residual adds, the Downsample of a strided shortcut, a fire module's Concat), give the
+/// region's output exactly.
+#[test]
+fn regions_between_cut_points_split_by_rows() {
+    let mut checked = 0;
+    for g in zoo_graphs() {
+        checked += check_regions(&g, 3);
+    }
+    for name in ["probe-cnn-01", "probe-cnn-02", "probe-cnn-03", "probe-cnn-04"] {
+        let bytes = tandem_graph::zoo::probe::build(name).unwrap();
+        checked += check_regions(&Graph::load_bytes(name, &bytes, &[]).unwrap(), 3);
+    }
+    assert!(checked >= 20, "only {checked} regions checked");
+    for (path, shapes) in shared_models() {
+        let g = Graph::load(&path, &shapes).unwrap();
+        if ["squeezenet1_1", "resnet18"].contains(&g.name.as_str()) {
+            let n = check_regions(&g, 2);
+            eprintln!("{}: {n} regions checked", g.name);
+            assert!(n >= 5, "{}: only {n} regions", g.name);
+        }
+    }
+}

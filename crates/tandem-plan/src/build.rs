@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use tandem_cost::{CostModels, OpFeatures, PartSpec};
+use tandem_cost::{CostModels, OpFeatures, PartSpec, PlanPartSample};
 use tandem_graph::{Graph, Op};
 
 use crate::plan::ModelRef;
@@ -32,11 +32,14 @@ pub struct BuildOptions {
     pub align: usize,
     /// Longest chain split as one (a split op and the cheap element-wise ops after it); 1 for none.
     pub max_chain: usize,
+    /// Regions (runs of ops between two cut points of the graph, cut by rows) span at most this many
+    /// of the spans between consecutive cut points; 0 for no regions.
+    pub max_region: usize,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { min_split_us: 40.0, max_cuts: 7, align: 16, max_chain: 3 }
+        BuildOptions { min_split_us: 40.0, max_cuts: 7, align: 16, max_chain: 3, max_region: 8 }
     }
 }
 
@@ -166,6 +169,9 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
             });
         }
     }
+    if options.max_region > 0 {
+        offer_regions(graph, models, &ids, &runs, &mut ops, options);
+    }
     let join = ids
         .iter()
         .map(|p| {
@@ -175,6 +181,76 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
         })
         .collect();
     Problem { processors: processors.to_vec(), ops, transfer, stage, join }
+}
+
+/// Cut points per region: its parts cover a quarter, a half or three quarters of the rows.
+const REGION_CUTS: usize = 3;
+
+/// Offers a split option for each region: the ops from one cut point to a later one (at most
+/// [`BuildOptions::max_region`] spans away), cut by the rows of the last op's output.
+///
+/// Why regions: a split op is joined before the next op can start, and every join copies the output
+/// and hands it to both cores. A region's parts carry their rows through every op of it (each
+/// reading the halo of rows its windows need), so the cores join once per region. Measured with
+/// `bench_region` (tandem-exec's examples): both halves of squeezenet1_1's regions at once took 1.55x
+/// less time than the regions on one core, where tract's two threads took 1.18x less.
+///
+/// A part's cost is its ops' predictions for what it really computes of each (the shares
+/// [`Graph::part_shares`] gives, halos included), through the in-plan calibration. Only the region's
+/// first op is predicted as a profiled part; the others in context, as a chain's tail is.
+fn offer_regions(graph: &Graph, models: &CostModels, ids: &[&str], runs: &dyn Fn(usize, usize) -> bool, ops: &mut [OpNode], options: &BuildOptions) {
+    let mut points = vec![0];
+    points.extend(graph.cut_points());
+    points.push(graph.ops.len());
+    for (i, &start) in points.iter().enumerate() {
+        for &end in points.iter().skip(i + 1).take(options.max_region) {
+            let region: Vec<usize> = (start..end).collect();
+            let last = end - 1;
+            // A single op has its own options.
+            if region.len() < 2 {
+                continue;
+            }
+            let Some((axis, extent)) = graph.region_axis(last) else { continue };
+            if extent < 4 || ops[last].splits.iter().any(|o| o.chain == region && o.axis == axis) {
+                continue;
+            }
+            let fastest = (0..ids.len())
+                .filter_map(|p| region.iter().map(|&o| ops[o].cost_us[p]).sum::<Option<f64>>())
+                .fold(f64::INFINITY, f64::min);
+            if !fastest.is_finite() || fastest < 2.0 * options.min_split_us {
+                continue;
+            }
+            let fractions = fractions(extent, 1, REGION_CUTS);
+            let cut = |f: f64| ((f * extent as f64).round() as usize).clamp(1, extent);
+            // A region that cannot be cut here cannot be cut when it reaches further either.
+            let Ok(shares) = fractions.iter().map(|&f| graph.part_shares(&region, axis, 0..cut(f))).collect::<Result<Vec<_>, _>>() else { break };
+            let region_features: Vec<OpFeatures> = region.iter().map(|&o| features(&graph.ops[o])).collect();
+            let part_us = (0..ids.len())
+                .map(|p| {
+                    shares
+                        .iter()
+                        .map(|share| {
+                            if !region.iter().all(|&o| runs(o, p)) {
+                                return None;
+                            }
+                            let (head, tail) = PlanPartSample::chain_view(&region_features, share)?;
+                            let alone = models.predict_chain_part(ids[p], &head.0, head.1, &tail);
+                            finite(models.plan_part_us(ids[p], alone, region.len()))
+                        })
+                        .collect()
+                })
+                .collect();
+            ops[last].splits.push(SplitOption {
+                chain: region,
+                axis,
+                extent,
+                align: 1,
+                fractions,
+                part_us,
+                output_bytes: graph.ops[last].outputs.iter().map(|e| e.bytes).sum(),
+            });
+        }
+    }
 }
 
 /// The axis a split of `op` cuts (as the profiler measures it: [`Op::split_axis`]), its length and the

@@ -74,8 +74,9 @@ impl Default for StageCost {
 /// once, then are joined by concatenation along `axis`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitOption {
-    /// The ops of the chain, in order, ending with the op that carries this option. Each feeds only
-    /// the next.
+    /// The ops of the chain, in order, ending with the op that carries this option. Each but the last
+    /// feeds only later ops of the chain: the next (a convolution and its activation), or several
+    /// (a region of a network with residual branches inside).
     pub chain: Vec<usize>,
     /// Output axis of the chain's last op that is cut.
     pub axis: usize,
@@ -268,9 +269,11 @@ impl Problem {
                 return bad(format!("op {v} reads op {:?}, which does not come before it", i.from));
             }
             for s in &op.splits {
-                // Each op of a chain but the last feeds only the next one.
+                // Each op of a chain but the last feeds only later ops of the chain (a region of a
+                // network may branch and join inside).
                 let chain_ok = s.chain.last() == Some(&v)
-                    && s.chain.windows(2).all(|w| w[0] < w[1] && succ[w[0]] == [w[1]] && !self.ops[w[0]].is_output);
+                    && s.chain.windows(2).all(|w| w[0] < w[1])
+                    && s.chain[..s.chain.len() - 1].iter().all(|&u| !self.ops[u].is_output && !succ[u].is_empty() && succ[u].iter().all(|w| s.chain.contains(w) && *w > u));
                 let fr_ok = !s.fractions.is_empty() && s.fractions.windows(2).all(|w| w[0] < w[1]) && s.fractions.iter().all(|&f| f > 0.0 && f <= 1.0);
                 let parts_ok = s.part_us.len() == np && s.part_us.iter().all(|r| r.len() == s.fractions.len() && r.iter().all(finite));
                 if !(chain_ok && fr_ok && parts_ok && s.extent > 1) {

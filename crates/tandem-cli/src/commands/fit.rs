@@ -413,6 +413,11 @@ fn plan_runs(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTree
                     continue;
                 };
                 let part = plan.splits.get(split).and_then(|sp| {
+                    // What the part computed of each op, halos included, where the run recorded it.
+                    if st.op_shares.len() == sp.ops.len() {
+                        let chain = sp.ops.iter().map(|&o| features(o)).collect::<Option<Vec<_>>>()?;
+                        return PlanPartSample::chain_view(&chain, &st.op_shares);
+                    }
                     let extent = *sp.bounds.last()? as f64;
                     let share = end.saturating_sub(start) as f64 / extent;
                     let head = (features(*sp.ops.first()?)?, PartSpec { axis: sp.axis, start: 0.0, end: share });

@@ -97,3 +97,30 @@ fn a_plan_for_one_model_is_refused_for_another() {
         assert!(s.ops.iter().all(|&o| o % 3 != 0), "op of {:?} placed on cpu:0-1", s.ops);
     }
 }
+
+/// The CNNs get region options: runs of ops from one cut point to a later one, cut by rows, longer
+/// than any op-and-activation chain. Their parts cost more the more rows they cover, and none are
+/// offered with `max_region: 0`.
+#[test]
+fn cnns_are_offered_regions_cut_by_rows() {
+    let graphs = graphs();
+    let models = fitted(&graphs);
+    for g in graphs.iter().filter(|g| g.name != "transformer") {
+        let options = BuildOptions::default();
+        let problem = build::problem(g, &models, &processors(), &[], &options);
+        let regions: Vec<_> = problem.ops.iter().flat_map(|o| &o.splits).filter(|s| s.chain.len() > options.max_chain).collect();
+        assert!(!regions.is_empty(), "{}: no regions offered", g.name);
+        let points = g.cut_points();
+        for r in &regions {
+            assert!(r.chain.first() == Some(&0) || points.contains(&r.chain[0]), "{}: region {:?} starts off a cut point", g.name, r.chain);
+            assert_eq!(g.region_axis(*r.chain.last().unwrap()), Some((r.axis, r.extent)));
+            for p in 0..2 {
+                let costs: Vec<f64> = r.part_us[p].iter().map(|c| c.unwrap()).collect();
+                assert!(costs.windows(2).all(|w| w[0] <= w[1]), "{}: region {:?} on {p}: {costs:?}", g.name, r.chain);
+            }
+        }
+        let none = build::problem(g, &models, &processors(), &[], &BuildOptions { max_region: 0, ..options });
+        assert!(none.ops.iter().flat_map(|o| &o.splits).all(|s| s.chain.len() <= options.max_chain), "{}", g.name);
+        println!("{}: {} regions offered", g.name, regions.len());
+    }
+}
