@@ -16,12 +16,12 @@
 //! Constant inputs are sliced at build time, so a part holds only its share of the weights. Each part is
 //! then optimised by tract on its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::array::{Slice, TypedConcat};
+use tract_onnx::tract_core::ops::array::{Gather, Slice, TypedConcat};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, PaddingSpec, PoolSpec, SumPool};
@@ -278,6 +278,11 @@ fn rewrite(model: &TypedModel, node: &TypedNode, axis: usize, range: &Range<usiz
         || node.op_is::<TypedBinOp>()
         || node.op_is::<ElementWiseOp>()
         || node.op_is::<Cast>()
+        // Moving, adding, removing or reshaping other axes (an attention's heads), and picking the
+        // query, key or value out of a packed projection (the axes mapping tells which input axis
+        // an output axis comes from: the data's, or the indices').
+        || node.op_is::<AxisOp>()
+        || node.op_is::<Gather>()
         || node.op_as::<Softmax>().map(|s| !s.axes.contains(&axis)).unwrap_or(false)
         || node.op_as::<Reduce>().map(|r| !r.axes.contains(&axis)).unwrap_or(false)
         || node.op_as::<RmsNorm>().map(|r| r.axis != axis).unwrap_or(false);
@@ -316,7 +321,29 @@ fn build_part(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>) ->
 }
 
 /// [`build_part`], with what the part computes of each outlet.
+///
+/// Where a part needs an op's whole output somewhere (an attention's keys and values, cut by query
+/// tokens, read every token of the projection the queries come from too) and a range of it
+/// elsewhere, the range is sliced from the whole instead of computed again: a first build finds
+/// such outputs, a second slices them (repeated while the slicing makes more of them).
 fn build_part_wired(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>) -> TractResult<(TypedModel, Wired)> {
+    let mut whole: HashSet<OutletId> = HashSet::new();
+    loop {
+        let (part, wired) = build_part_once(graph, chain, axis, range.clone(), &whole)?;
+        let inputs: HashSet<OutletId> = chain.inputs.iter().map(|(d, _)| *d).collect();
+        let both: HashSet<OutletId> = wired
+            .keys()
+            .filter(|(o, need)| need.is_some() && !inputs.contains(o) && chain.nodes.contains(&o.node) && wired.contains_key(&(*o, None)))
+            .map(|(o, _)| *o)
+            .collect();
+        if both.is_subset(&whole) || whole.len() > chain.nodes.len() {
+            return Ok((part, wired));
+        }
+        whole.extend(both);
+    }
+}
+
+fn build_part_once(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>, whole: &HashSet<OutletId>) -> TractResult<(TypedModel, Wired)> {
     let typed = &graph.typed;
     let mut part = TypedModel::default();
     let mut sources = HashMap::new();
@@ -326,7 +353,7 @@ fn build_part_wired(graph: &Graph, chain: &Chain, axis: usize, range: Range<usiz
         sources.insert(*decl, part.add_source(name, fact)?);
     }
     let mut memo: Wired = HashMap::new();
-    let out = wire(typed, chain, &mut part, &sources, &mut memo, chain.output, Some((axis, range.clone())))?;
+    let out = wire(typed, chain, &mut part, &sources, whole, &mut memo, chain.output, Some((axis, range.clone())))?;
     let got = part.outlet_fact(out)?.shape.as_concrete().context("symbolic")?.to_vec();
     let mut want = shape_of(typed, chain.output)?;
     want[axis] = range.len();
@@ -335,12 +362,13 @@ fn build_part_wired(graph: &Graph, chain: &Chain, axis: usize, range: Range<usiz
     Ok((part, memo))
 }
 
-#[allow(clippy::type_complexity)]
+#[allow(clippy::too_many_arguments)]
 fn wire(
     typed: &TypedModel,
     chain: &Chain,
     part: &mut TypedModel,
     sources: &HashMap<OutletId, OutletId>,
+    whole: &HashSet<OutletId>,
     memo: &mut Wired,
     outlet: OutletId,
     need: Option<(usize, Range<usize>)>,
@@ -368,6 +396,9 @@ fn wire(
             Some((a, r)) => konst.slice(*a, r.start, r.end)?,
         };
         part.add_const(format!("{}{suffix}", node.name), t)?
+    } else if let (Some((a, r)), true) = (&need, whole.contains(&outlet)) {
+        let all = wire(typed, chain, part, sources, whole, memo, outlet, None)?;
+        part.wire_node(format!("{}{suffix}", node.name), Slice::new(*a, r.start, r.end), &[all])?[0]
     } else {
         ensure!(chain.nodes.contains(&node.id), "node {} is outside the chain", node.name);
         ensure!(outlet.slot == 0 && node.outputs.len() == 1, "multi-output node {}", node.name);
@@ -384,7 +415,7 @@ fn wire(
                 Need::Full => None,
                 Need::Range(a, r) => Some((a, r)),
             };
-            inputs.push(wire(typed, chain, part, sources, memo, *input, n)?);
+            inputs.push(wire(typed, chain, part, sources, whole, memo, *input, n)?);
         }
         part.wire_node(format!("{}{suffix}", node.name), op, &inputs)?[0]
     };
@@ -550,5 +581,13 @@ fn column_of_rows(op: &crate::graph::Op, axis: usize) -> bool {
 fn splittable(graph: &Graph, op: OpId, axis: usize) -> bool {
     let Ok(chain) = chain_of(graph, &[op]) else { return false };
     let dim = graph.ops[op].outputs[0].shape[axis];
+    // The axis must mean the same in the parts' layout (the decluttered graph's) as in the optimised
+    // graph's, where the op's split axes are numbered: the same dimensions up to it (an attention's
+    // heads may be one axis in one and two in the other).
+    let Ok(parts_layout) = shape_of(&graph.typed, chain.output) else { return false };
+    let optimised = &graph.ops[op].outputs[0].shape;
+    if parts_layout.len() <= axis || parts_layout[..=axis] != optimised[..=axis] {
+        return false;
+    }
     build_part(graph, &chain, axis, 0..dim / 2).is_ok() && build_part(graph, &chain, axis, dim / 2..dim).is_ok()
 }
