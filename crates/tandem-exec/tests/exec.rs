@@ -225,6 +225,53 @@ fn three_way_split_and_a_chain_split() {
     assert_matches_whole(&g, &plan, "resnet conv+activation split in three");
 }
 
+/// A region (the ops from one cut point to a later one, with residual blocks inside) cut by rows in
+/// two: each part carries its rows through every op, the plan matches the whole model, and the
+/// measured parts report what they computed of each op, halos included.
+#[test]
+fn a_region_split_by_rows_runs_verified_and_reports_its_shares() {
+    let d = device();
+    let (a, b) = configurations(&d)[0].clone();
+    for name in ["resnet", "mobilenet"] {
+        let g = zoo(name, 2);
+        let points = g.cut_points();
+        // The first region of at least three spans between cut points that ends in rows.
+        let (start, end) = points
+            .windows(4)
+            .map(|w| (w[0], w[3]))
+            .find(|&(s, e)| match g.region_axis(e - 1) {
+                Some((axis, rows)) if rows >= 8 => g.split(&(s..e).collect::<Vec<_>>(), axis, &[0, rows / 2, rows]).is_ok(),
+                _ => false,
+            })
+            .unwrap_or_else(|| panic!("{name}: no region"));
+        let (axis, rows) = g.region_axis(end - 1).unwrap();
+        let region: Vec<OpId> = (start..end).collect();
+        let pieces = vec![
+            Piece::Stage { ops: (0..start).collect(), processor: a.clone() },
+            Piece::Split { ops: region.clone(), axis, bounds: vec![0, rows / 2, rows], processors: vec![a.clone(), b.clone()] },
+            Piece::Stage { ops: (end..g.ops.len()).collect(), processor: b.clone() },
+        ];
+        let pieces: Vec<Piece> = pieces.into_iter().filter(|p| !matches!(p, Piece::Stage { ops, .. } if ops.is_empty())).collect();
+        let plan = sketch::sketch(&g, &d.id, &pieces).unwrap();
+        assert_matches_whole(&g, &plan, &format!("{name} region {start}..{end}"));
+        let exec = Executor::with_options(g.clone(), &plan, &d.processors, options()).unwrap();
+        let options = MeasureOptions { rule: StopRule { warmup: 1, min_samples: 3, max_samples: 3, target_ci: 0.5, budget_s: 0.05 }, ..Default::default() };
+        let r = tandem_exec::measure(&exec, &d.processors, &options).unwrap();
+        assert!(r.verified, "{name}: {:?}", r.outputs);
+        let parts: Vec<_> = r.stages.iter().filter(|s| s.part.is_some()).collect();
+        assert_eq!(parts.len(), 2);
+        for p in parts {
+            assert_eq!(p.op_shares.len(), region.len(), "{name}: {:?}", p.op_shares);
+            let [_, lo, hi] = p.part.unwrap();
+            let own = (hi - lo) as f64 / rows as f64;
+            assert!((p.op_shares.last().unwrap().1 - own).abs() < 1e-9, "{name}: {:?}", p.op_shares);
+            assert!(p.op_shares.iter().any(|&(_, s)| s > own), "{name}: a half of a region of 3x3 convolutions computes no halo: {:?}", p.op_shares);
+        }
+        // Whole stages report no shares.
+        assert!(r.stages.iter().filter(|s| s.part.is_none()).all(|s| s.op_shares.is_empty()));
+    }
+}
+
 #[test]
 fn run_leaves_the_callers_affinity_as_it_found_it() {
     // The caller runs the home lane's stages pinned to its processor, for the call only.
