@@ -322,28 +322,56 @@ fn build_part(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>) ->
 
 /// [`build_part`], with what the part computes of each outlet.
 ///
-/// Where a part needs an op's whole output somewhere (an attention's keys and values, cut by query
-/// tokens, read every token of the projection the queries come from too) and a range of it
-/// elsewhere, the range is sliced from the whole instead of computed again: a first build finds
-/// such outputs, a second slices them (repeated while the slicing makes more of them).
+/// Where a part needs one op's output over several ranges (a residual block's input: with the halo
+/// its convolutions read, and without it for the add; an attention's projection: every token for
+/// the keys and values, the part's own for the queries), it computes the smallest range holding
+/// them all once and slices the others from it, instead of computing each again with everything
+/// before it. A first build finds such outputs; the next computes their hulls (repeated while the
+/// hulls ask more of the ops before them).
 fn build_part_wired(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>) -> TractResult<(TypedModel, Wired)> {
-    let mut whole: HashSet<OutletId> = HashSet::new();
-    loop {
-        let (part, wired) = build_part_once(graph, chain, axis, range.clone(), &whole)?;
-        let inputs: HashSet<OutletId> = chain.inputs.iter().map(|(d, _)| *d).collect();
-        let both: HashSet<OutletId> = wired
-            .keys()
-            .filter(|(o, need)| need.is_some() && !inputs.contains(o) && chain.nodes.contains(&o.node) && wired.contains_key(&(*o, None)))
-            .map(|(o, _)| *o)
-            .collect();
-        if both.is_subset(&whole) || whole.len() > chain.nodes.len() {
+    let inputs: HashSet<OutletId> = chain.inputs.iter().map(|(d, _)| *d).collect();
+    let mut hulls: Hulls = HashMap::new();
+    for _ in 0..16 {
+        let (part, wired) = build_part_once(graph, chain, axis, range.clone(), &hulls)?;
+        let mut needs: HashMap<OutletId, Vec<Option<(usize, usize, usize)>>> = HashMap::new();
+        for (outlet, need) in wired.keys() {
+            if !inputs.contains(outlet) && chain.nodes.contains(&outlet.node) {
+                needs.entry(*outlet).or_default().push(*need);
+            }
+        }
+        let mut changed = false;
+        for (outlet, mut list) in needs {
+            if let Some(h) = hulls.get(&outlet) {
+                list.push(*h);
+            }
+            list.sort();
+            list.dedup();
+            if list.len() < 2 {
+                continue;
+            }
+            let hull = list.iter().try_fold(None::<(usize, usize, usize)>, |acc, n| match (acc, n) {
+                (_, None) => Err(()),
+                (None, Some(x)) => Ok(Some(*x)),
+                (Some((a, s, e)), Some((b, t, f))) if a == *b => Ok(Some((a, s.min(*t), e.max(*f)))),
+                _ => Err(()),
+            });
+            let hull = hull.ok().flatten();
+            if hulls.get(&outlet) != Some(&hull) {
+                hulls.insert(outlet, hull);
+                changed = true;
+            }
+        }
+        if !changed {
             return Ok((part, wired));
         }
-        whole.extend(both);
     }
+    bail!("the ranges a part needs of its ops do not settle")
 }
 
-fn build_part_once(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>, whole: &HashSet<OutletId>) -> TractResult<(TypedModel, Wired)> {
+/// Per outlet needed over several ranges: the one range computed (`None`: all of it).
+type Hulls = HashMap<OutletId, Option<(usize, usize, usize)>>;
+
+fn build_part_once(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize>, hulls: &Hulls) -> TractResult<(TypedModel, Wired)> {
     let typed = &graph.typed;
     let mut part = TypedModel::default();
     let mut sources = HashMap::new();
@@ -353,7 +381,7 @@ fn build_part_once(graph: &Graph, chain: &Chain, axis: usize, range: Range<usize
         sources.insert(*decl, part.add_source(name, fact)?);
     }
     let mut memo: Wired = HashMap::new();
-    let out = wire(typed, chain, &mut part, &sources, whole, &mut memo, chain.output, Some((axis, range.clone())))?;
+    let out = wire(typed, chain, &mut part, &sources, hulls, &mut memo, chain.output, Some((axis, range.clone())))?;
     let got = part.outlet_fact(out)?.shape.as_concrete().context("symbolic")?.to_vec();
     let mut want = shape_of(typed, chain.output)?;
     want[axis] = range.len();
@@ -368,7 +396,7 @@ fn wire(
     chain: &Chain,
     part: &mut TypedModel,
     sources: &HashMap<OutletId, OutletId>,
-    whole: &HashSet<OutletId>,
+    hulls: &Hulls,
     memo: &mut Wired,
     outlet: OutletId,
     need: Option<(usize, Range<usize>)>,
@@ -396,9 +424,12 @@ fn wire(
             Some((a, r)) => konst.slice(*a, r.start, r.end)?,
         };
         part.add_const(format!("{}{suffix}", node.name), t)?
-    } else if let (Some((a, r)), true) = (&need, whole.contains(&outlet)) {
-        let all = wire(typed, chain, part, sources, whole, memo, outlet, None)?;
-        part.wire_node(format!("{}{suffix}", node.name), Slice::new(*a, r.start, r.end), &[all])?[0]
+    } else if let Some(hull) = hulls.get(&outlet).filter(|h| **h != key.1) {
+        // Sliced from the one range of this output the part computes.
+        let (a, r) = need.as_ref().context("a whole output with a hull")?;
+        let computed = wire(typed, chain, part, sources, hulls, memo, outlet, hull.map(|(a, s, e)| (a, s..e)))?;
+        let offset = hull.map(|(_, s, _)| s).unwrap_or(0);
+        part.wire_node(format!("{}{suffix}", node.name), Slice::new(*a, r.start - offset, r.end - offset), &[computed])?[0]
     } else {
         ensure!(chain.nodes.contains(&node.id), "node {} is outside the chain", node.name);
         ensure!(outlet.slot == 0 && node.outputs.len() == 1, "multi-output node {}", node.name);
@@ -415,7 +446,7 @@ fn wire(
                 Need::Full => None,
                 Need::Range(a, r) => Some((a, r)),
             };
-            inputs.push(wire(typed, chain, part, sources, whole, memo, *input, n)?);
+            inputs.push(wire(typed, chain, part, sources, hulls, memo, *input, n)?);
         }
         part.wire_node(format!("{}{suffix}", node.name), op, &inputs)?[0]
     };
@@ -473,22 +504,20 @@ impl Graph {
             .map(|&o| {
                 let Some(out) = decl_output(self, o) else { return Ok((axis, 1.0)) };
                 let shape = shape_of(&self.typed, out).map_err(fail)?;
-                let (mut cut, mut share, mut seen) = (axis, 0.0, false);
-                for (outlet, need) in wired.keys() {
-                    if *outlet == out {
-                        seen = true;
-                        share += match need {
-                            None => 1.0,
-                            Some((a, start, end)) => {
-                                cut = *a;
-                                (end - start) as f64 / shape[*a].max(1) as f64
-                            }
-                        };
+                // Ranges needed of one output are slices of the one computed, which holds them all.
+                let (mut cut, mut share) = (axis, 0.0f64);
+                for (_, need) in wired.keys().filter(|(o, _)| *o == out) {
+                    let this = match need {
+                        None => 1.0,
+                        Some((a, start, end)) => (end - start) as f64 / shape[*a].max(1) as f64,
+                    };
+                    if this > share {
+                        share = this;
+                        cut = need.map(|(a, _, _)| a).unwrap_or(axis);
                     }
                 }
-                // An op no path of the part reaches computes nothing of it; one reached twice
-                // (a residual's two branches asking for different rows) computes both ranges.
-                Ok((cut, if seen { share.min(1.0) } else { 0.0 }))
+                // An op no path of the part reaches computes nothing of it.
+                Ok((cut, share.min(1.0)))
             })
             .collect()
     }
