@@ -47,7 +47,12 @@ fn main() {
         }
         None => Graph::load_bytes("mobilenet", &tandem_graph::zoo::build("mobilenet", 0).unwrap(), &[]).unwrap(),
     };
-    let cuts = g.cut_points();
+    // POINTS=1,17,29 cuts there instead of at the cut points (any range whose inner ops feed only
+    // itself is a chain `Graph::split` takes).
+    let cuts: Vec<usize> = match std::env::var("POINTS") {
+        Ok(list) => list.split(',').map(|x| x.parse().expect("POINTS=A,B,C")).collect(),
+        Err(_) => g.cut_points(),
+    };
     let min_us: f64 = std::env::var("MIN_US").ok().and_then(|s| s.parse().ok()).unwrap_or(800.0);
     println!("{}: {} ops, {} cut points; regions by rows, medians of {ROUNDS} runs in µs", g.name, g.ops.len(), cuts.len());
     println!("{:>5} {:>5} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}", "from", "to", "out rows", "1 core", "2 thr", "halves", "1c/2thr", "1c/halv");
