@@ -127,6 +127,8 @@ pub struct Executor {
     graph: Arc<Graph>,
     plan: Plan,
     options: ExecOptions,
+    /// Per stage, [`Executor::part_shares`].
+    part_shares: Vec<Vec<(usize, f64)>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -281,7 +283,7 @@ impl Executor {
             sabotage: AtomicUsize::new(usize::MAX),
             busy,
         };
-        Ok(Executor { inner: Arc::new(inner), _lanes: lanes, graph, plan: plan.clone(), options })
+        Ok(Executor { inner: Arc::new(inner), _lanes: lanes, graph, plan: plan.clone(), options, part_shares: built.shares })
     }
 
     /// The plan being run.
@@ -290,11 +292,10 @@ impl Executor {
     }
 
     /// What part stage `stage` computes of each op of its split's chain: per op, the axis cut and
-    /// the share computed ([`Graph::part_shares`]); empty for a whole stage.
-    pub fn part_shares(&self, stage: usize) -> Vec<(usize, f64)> {
-        let Some(part) = self.plan.stages.get(stage).and_then(|s| s.part.as_ref()) else { return vec![] };
-        let Some(split) = self.plan.splits.get(part.split) else { return vec![] };
-        self.graph.part_shares(&split.ops, split.axis, part.start..part.end).unwrap_or_default()
+    /// the share computed ([`Graph::part_shares`], kept from building the part); empty for a whole
+    /// stage.
+    pub fn part_shares(&self, stage: usize) -> &[(usize, f64)] {
+        self.part_shares.get(stage).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// The model.
@@ -719,6 +720,8 @@ struct Built {
     io: Vec<(Vec<ValueId>, Vec<ValueId>)>,
     /// Per split, the optimised graph's shape of its output where it differs from the joined parts'.
     reshapes: Vec<Option<Vec<usize>>>,
+    /// Per stage, what a part computes of each op of its chain (empty for a whole stage).
+    shares: Vec<Vec<(usize, f64)>>,
 }
 
 fn build_models(graph: &Graph, plan: &Plan) -> Result<Built> {
@@ -731,22 +734,25 @@ fn build_models(graph: &Graph, plan: &Plan) -> Result<Built> {
     }
     let mut models = vec![];
     let mut io = vec![];
+    let mut shares = vec![];
     for stage in &plan.stages {
         match &stage.part {
             None => {
                 let built = graph.stage(&stage.ops)?;
                 io.push((built.inputs, built.outputs));
                 models.push(built.model);
+                shares.push(vec![]);
             }
             Some(p) => {
                 let split = splits[p.split].as_ref().expect("validated");
                 let index = plan.splits[p.split].stages.iter().position(|&s| s == stage.id).expect("validated");
                 io.push((split.inputs.clone(), vec![split.output]));
                 models.push(split.parts[index].model.clone());
+                shares.push(split.parts[index].shares.clone());
             }
         }
     }
-    Ok(Built { models, io, reshapes })
+    Ok(Built { models, io, reshapes, shares })
 }
 
 /// The parts compute the chain's output in the decluttered graph's layout; tract's optimiser may hold

@@ -366,7 +366,7 @@ fn stage_reports(exec: &Executor, runs: &[Outcome]) -> Vec<StageReport> {
                 processor: stage.processor.clone(),
                 ops: stage.ops.clone(),
                 part: stage.part.as_ref().map(|p| [p.split, p.start, p.end]),
-                op_shares: exec.part_shares(i),
+                op_shares: exec.part_shares(i).to_vec(),
                 measured_us: s.median_us,
                 p90_us: s.p90_us,
                 start_us: median(runs.iter().map(|r| r.stages[i].start_us)),

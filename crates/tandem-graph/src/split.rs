@@ -41,6 +41,8 @@ pub struct Part {
     pub range: Range<usize>,
     /// The optimised part model: inputs are [`Split::inputs`] (full tensors), output the range.
     pub model: TypedModel,
+    /// What it computes of each op of the chain, halos included ([`Graph::part_shares`]).
+    pub shares: Vec<(usize, f64)>,
 }
 
 /// A split of an op chain into parts.
@@ -467,10 +469,10 @@ impl Graph {
         }
         let mut parts = vec![];
         for w in bounds.windows(2) {
-            let model = build_part(self, &chain, axis, w[0]..w[1])
-                .and_then(|m| m.into_optimized())
-                .map_err(|e| fail(chain_str(&e)))?;
-            parts.push(Part { range: w[0]..w[1], model });
+            let (model, wired) = build_part_wired(self, &chain, axis, w[0]..w[1]).map_err(|e| fail(chain_str(&e)))?;
+            let shares = shares_of(self, ops, axis, &wired).map_err(|e| fail(chain_str(&e)))?;
+            let model = model.into_optimized().map_err(|e| fail(chain_str(&e)))?;
+            parts.push(Part { range: w[0]..w[1], model, shares });
         }
         let output = self.ops[*ops.last().unwrap()].outputs[0].value;
         Ok(Split { ops: ops.to_vec(), axis, inputs: chain.inputs.iter().map(|(_, v)| *v).collect(), output, parts })
@@ -500,26 +502,7 @@ impl Graph {
         let name = &self.ops[*ops.last().unwrap()].name;
         let fail = |e: TractError| GraphError::InvalidSplit { op: name.clone(), reason: chain_str(&e) };
         let (_, wired) = build_part_wired(self, &chain, axis, range).map_err(fail)?;
-        ops.iter()
-            .map(|&o| {
-                let Some(out) = decl_output(self, o) else { return Ok((axis, 1.0)) };
-                let shape = shape_of(&self.typed, out).map_err(fail)?;
-                // Ranges needed of one output are slices of the one computed, which holds them all.
-                let (mut cut, mut share) = (axis, 0.0f64);
-                for (_, need) in wired.keys().filter(|(o, _)| *o == out) {
-                    let this = match need {
-                        None => 1.0,
-                        Some((a, start, end)) => (end - start) as f64 / shape[*a].max(1) as f64,
-                    };
-                    if this > share {
-                        share = this;
-                        cut = need.map(|(a, _, _)| a).unwrap_or(axis);
-                    }
-                }
-                // An op no path of the part reaches computes nothing of it.
-                Ok((cut, share.min(1.0)))
-            })
-            .collect()
+        shares_of(self, ops, axis, &wired).map_err(fail)
     }
 
     /// The chain `ops` as one unsplit model with the same inputs as [`Graph::split`]'s parts: the
@@ -532,6 +515,31 @@ impl Graph {
             .and_then(|m| m.into_optimized())
             .map_err(|e| GraphError::InvalidSplit { op: name.clone(), reason: chain_str(&e) })
     }
+}
+
+/// Per op of the chain `ops`, the axis a part cut and the share of it the part computed, from what
+/// the part's build wired ([`Graph::part_shares`]).
+fn shares_of(graph: &Graph, ops: &[OpId], axis: usize, wired: &Wired) -> TractResult<Vec<(usize, f64)>> {
+    ops.iter()
+        .map(|&o| {
+            let Some(out) = decl_output(graph, o) else { return Ok((axis, 1.0)) };
+            let shape = shape_of(&graph.typed, out)?;
+            // Ranges needed of one output are slices of the one computed, which holds them all.
+            let (mut cut, mut share) = (axis, 0.0f64);
+            for (_, need) in wired.keys().filter(|(o, _)| *o == out) {
+                let this = match need {
+                    None => 1.0,
+                    Some((a, start, end)) => (end - start) as f64 / shape[*a].max(1) as f64,
+                };
+                if this > share {
+                    share = this;
+                    cut = need.map(|(a, _, _)| a).unwrap_or(axis);
+                }
+            }
+            // An op no path of the part reaches computes nothing of it.
+            Ok((cut, share.min(1.0)))
+        })
+        .collect()
 }
 
 fn chain_str(e: &TractError) -> String {

@@ -262,6 +262,7 @@ fn check_regions(g: &Graph, reach: usize) -> usize {
             let shares = g.part_shares(&region, axis, middle.clone()).unwrap();
             let own = middle.len() as f64 / rows as f64;
             assert_eq!(shares.len(), region.len());
+            assert_eq!(split.parts[1].shares, shares, "{}: a split part's shares are part_shares'", g.name);
             assert!((shares.last().unwrap().1 - own).abs() < 1e-9, "{}: region {start}..{end}: last op share {:?}, rows {own}", g.name, shares.last());
             assert!(shares.iter().all(|&(_, s)| s <= 1.0 && s >= 0.0), "{}: shares {shares:?}", g.name);
             // A window over rows that an op of the region computed (not over the region's input).

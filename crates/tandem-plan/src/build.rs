@@ -192,8 +192,8 @@ const REGION_CUTS: usize = 3;
 /// Why regions: a split op is joined before the next op can start, and every join copies the output
 /// and hands it to both cores. A region's parts carry their rows through every op of it (each
 /// reading the halo of rows its windows need), so the cores join once per region. Measured with
-/// `bench_region` (tandem-exec's examples): both halves of squeezenet1_1's regions at once took 1.55x
-/// less time than the regions on one core, where tract's two threads took 1.18x less.
+/// `bench_region` (tandem-exec's examples): both halves of squeezenet1_1's regions at once took 1.68x
+/// less time than the regions on one core, where tract's two threads took 1.13x less.
 ///
 /// A part's cost is its ops' predictions for what it really computes of each (the shares
 /// [`Graph::part_shares`] gives, halos included), through the in-plan calibration. Only the region's
@@ -222,7 +222,8 @@ fn offer_regions(graph: &Graph, models: &CostModels, ids: &[&str], runs: &dyn Fn
             }
             let fractions = fractions(extent, 1, REGION_CUTS);
             let cut = |f: f64| ((f * extent as f64).round() as usize).clamp(1, extent);
-            // A region that cannot be cut here cannot be cut when it reaches further either.
+            // A region that cannot be cut here holds an op that cannot be cut along the rows; one
+            // reaching further holds it too, so longer ones from this start are not tried.
             let Ok(shares) = fractions.iter().map(|&f| graph.part_shares(&region, axis, 0..cut(f))).collect::<Result<Vec<_>, _>>() else { break };
             let region_features: Vec<OpFeatures> = region.iter().map(|&o| features(&graph.ops[o])).collect();
             let part_us = (0..ids.len())
