@@ -53,11 +53,14 @@ fn main() {
         Ok(list) => list.split(',').map(|x| x.parse().expect("POINTS=A,B,C")).collect(),
         Err(_) => g.cut_points(),
     };
+    // AXIS=cols cuts images by columns instead of rows.
+    let by_columns = std::env::var("AXIS").is_ok_and(|a| a == "cols");
     let min_us: f64 = std::env::var("MIN_US").ok().and_then(|s| s.parse().ok()).unwrap_or(800.0);
     println!("{}: {} ops, {} cut points; regions by rows, medians of {ROUNDS} runs in µs", g.name, g.ops.len(), cuts.len());
     println!("{:>5} {:>5} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}", "from", "to", "out rows", "1 core", "2 thr", "halves", "1c/2thr", "1c/halv");
     // Grow regions from each cut point until the region takes MIN_US on one core.
-    let mut start = 0usize;
+    // With POINTS, regions start at the first of them.
+    let mut start = if std::env::var("POINTS").is_ok() { cuts.first().copied().unwrap_or(0) } else { 0 };
     let mut points = cuts.clone();
     points.push(g.ops.len());
     let (mut sum1, mut sum2, mut sumh) = (0.0, 0.0, 0.0);
@@ -65,20 +68,16 @@ fn main() {
         let mut done = false;
         for &end in points.iter().filter(|&&e| e > start) {
             let ops: Vec<usize> = (start..end).collect();
-            let last = &g.ops[end - 1];
-            let shape = &last.outputs[0].shape;
-            if shape.len() < 3 || shape[shape.len() - 2] < 2 {
+            let Some((axis, rows)) = g.region_axes(end - 1).get(usize::from(by_columns)).copied().filter(|&(_, rows)| rows >= 2) else {
                 if end == *points.last().unwrap() { break; }
                 continue;
-            }
+            };
             let stage = match g.stage(&ops) { Ok(s) => s, Err(e) => { eprintln!("{start}..{end}: stage: {e}"); break } };
             let whole_in = g.random_values(&stage.inputs, 7);
             let one = percentile(&timed(&[0], compile(&stage.model, 1).unwrap(), whole_in.clone(), None), 0.5);
             if one < min_us && end != *points.last().unwrap() {
                 continue;
             }
-            let axis = shape.len() - 2;
-            let rows = shape[axis];
             let split = match g.split(&ops, axis, &[0, rows / 2, rows]) { Ok(s) => s, Err(e) => { eprintln!("{start}..{end}: split: {e}"); break } };
             let model = stage.model.clone();
             let two = std::thread::spawn(move || {

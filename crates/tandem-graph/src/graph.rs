@@ -16,6 +16,10 @@ use crate::cost::{self, OpCost};
 use crate::error::Result;
 use crate::load::{self, InputShape};
 
+/// Most sources a region takes its inputs from (see [`Graph::region_bounds`]): the op whose output
+/// it works on and, where a residual connection passes over its start, the shortcut's.
+pub const REGION_INPUTS: usize = 2;
+
 /// Index of an op in [`Graph::ops`].
 pub type OpId = usize;
 
@@ -214,6 +218,39 @@ impl Graph {
                     && !self.ops[..c - 1].iter().any(|o| o.outputs.iter().any(|e| outputs.contains(&e.value)))
             })
             .collect()
+    }
+
+    /// Region bounds: op indices `c` where the tensors produced before `c` and read at or after it
+    /// come from at most [`REGION_INPUTS`] sources (ops, or model inputs). Every cut point is one; so
+    /// is the place after a transformer layer's Q/K/V projection, where the projection (one op, with
+    /// one output or three) and the residual cross. The ops from a bound to a cut point form a
+    /// region when [`Graph::is_region`] says so.
+    pub fn region_bounds(&self) -> Vec<OpId> {
+        (1..self.ops.len())
+            .filter(|&c| {
+                // An op by its id, a model input by its value.
+                let mut sources: Vec<Result<OpId, ValueId>> = vec![];
+                for e in self.ops[c..].iter().flat_map(|o| &o.inputs) {
+                    let source = e.from.ok_or(e.value);
+                    if e.from.map(|f| f < c).unwrap_or(true) && !sources.contains(&source) {
+                        sources.push(source);
+                    }
+                }
+                sources.len() <= REGION_INPUTS
+            })
+            .collect()
+    }
+
+    /// Whether the ops `start..end` form a region: at least two of them, and every one but the last
+    /// read only inside the range and not a model output, so that the last op's output is all that
+    /// leaves it (its inputs may be several).
+    pub fn is_region(&self, start: OpId, end: OpId) -> bool {
+        let outputs: Vec<_> = self.outputs.iter().map(|e| e.value).collect();
+        end <= self.ops.len()
+            && start + 2 <= end
+            && (start..end - 1).all(|o| {
+                self.successors(o).iter().all(|&s| s < end) && !self.ops[o].outputs.iter().any(|e| outputs.contains(&e.value))
+            })
     }
 
     /// Ops whose output `op` consumes.

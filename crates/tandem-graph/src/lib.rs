@@ -25,7 +25,7 @@ pub mod zoo;
 pub use cost::OpCost;
 pub use cut::Stage;
 pub use error::{GraphError, Result};
-pub use graph::{Edge, Graph, Op, OpId, ValueId};
+pub use graph::{Edge, Graph, Op, OpId, ValueId, REGION_INPUTS};
 pub use load::InputShape;
 pub use run::{compare, compile, run, Runnable};
 pub use split::{boundaries, Part, Split, SplitSpec};

@@ -235,16 +235,25 @@ fn ops_record_which_output_axis_holds_what_and_offer_rows_before_columns() {
 /// by the rows of its last output into two and three parts, joins them and compares with the region
 /// run whole; checks what each part computes of each op. Returns how many regions were checked.
 fn check_regions(g: &Graph, reach: usize) -> usize {
+    let starts: Vec<usize> = std::iter::once(0).chain(g.cut_points()).collect();
+    check_regions_from(g, &starts, reach).0
+}
+
+/// [`check_regions`] for the regions from each of `starts` to each of the next `reach` cut points (and
+/// the end): how many were checked, and the most sources (ops or model inputs) one took inputs from.
+fn check_regions_from(g: &Graph, starts: &[usize], reach: usize) -> (usize, usize) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let mut points = vec![0];
-    points.extend(g.cut_points());
-    points.push(g.ops.len());
-    let mut checked = 0;
-    for (i, &start) in points.iter().enumerate() {
-        for &end in points.iter().skip(i + 1).take(reach) {
+    let mut ends = g.cut_points();
+    ends.push(g.ops.len());
+    let (mut checked, mut most_inputs) = (0, 0);
+    for &start in starts {
+        for &end in ends.iter().filter(|&&e| e > start).take(reach) {
+            if !g.is_region(start, end) {
+                continue;
+            }
             let region: Vec<usize> = (start..end).collect();
             let Some((axis, rows)) = g.region_axis(end - 1) else { continue };
-            if region.len() < 2 || rows < 6 {
+            if rows < 6 {
                 continue;
             }
             // Regions that reach a flatten or a pooled vector are not cut by rows; the planner skips
@@ -270,10 +279,16 @@ fn check_regions(g: &Graph, reach: usize) -> usize {
                 g.ops[o].features.get("kernel_h").is_some_and(|&k| k > 1) && g.ops[o].inputs.iter().any(|e| e.from.is_some_and(|f| f >= start))
             });
             assert!(!windowed_inside || shares.iter().any(|&(_, s)| s > own + 1e-9), "{}: region {start}..{end} computes no halo: {shares:?}", g.name);
+            // Where the inputs come from: an op (one with several outputs counts once), or a model input.
+            let mut sources: Vec<_> = split.inputs.iter().map(|v| g.ops.iter().find(|o| o.outputs.iter().any(|e| e.value == *v)).map(|o| o.id).ok_or(*v)).collect();
+            sources.sort();
+            sources.dedup();
+            assert!(sources.len() <= tandem_graph::REGION_INPUTS, "{}: region {start}..{end} takes inputs from {sources:?}", g.name);
+            most_inputs = most_inputs.max(sources.len());
             checked += 1;
         }
     }
-    checked
+    (checked, most_inputs)
 }
 
 /// Regions of a network cut by rows, each part carrying its rows through every op (convolutions with
@@ -296,6 +311,33 @@ fn regions_between_cut_points_split_by_rows() {
             let n = check_regions(&g, 2);
             eprintln!("{}: {n} regions checked", g.name);
             assert!(n >= 5, "{}: only {n} regions", g.name);
+        }
+    }
+}
+
+/// A region may start where the residual crosses beside the tensor it works on: after a transformer
+/// layer's Q/K/V projection, or inside a residual block. Cut by rows, with the shortcut as a second
+/// input sliced to the part's rows, it still gives the region's output exactly.
+#[test]
+fn regions_may_start_beside_a_residual_shortcut() {
+    for g in zoo_graphs() {
+        let cuts = g.cut_points();
+        let starts: Vec<usize> = g.region_bounds().into_iter().filter(|c| !cuts.contains(c)).collect();
+        if g.name == "transformer" {
+            // Right after the first layer's Q/K/V projection (op 5, three outputs), only it and the
+            // layer's input (the residual) cross; the attention up to the residual add is a region.
+            assert!(starts.contains(&6), "transformer: bounds {starts:?}");
+            assert!(g.is_region(6, cuts[0]), "transformer: 6..{} is no region", cuts[0]);
+            // The projection also feeds the values' reshape (op 10), past op 8.
+            assert!(!g.is_region(5, 9) && !g.is_region(6, 7));
+        }
+        let (n, most_inputs) = check_regions_from(&g, &starts, 2);
+        eprintln!("{}: {n} regions beside a shortcut checked", g.name);
+        // mobilenet's shortcuts are a projection's output, held as [C, H*W] by tract's optimiser:
+        // the parts take it so and reshape it to [C, H, W] to slice its rows.
+        if ["transformer", "resnet", "mobilenet"].contains(&g.name.as_str()) {
+            assert!(n >= 3, "{}: only {n} regions", g.name);
+            assert_eq!(most_inputs, 2, "{}: no region took the shortcut as a second input", g.name);
         }
     }
 }

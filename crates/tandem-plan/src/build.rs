@@ -199,59 +199,103 @@ const REGION_CUTS: usize = 3;
 /// [`Graph::part_shares`] gives, halos included), through the in-plan calibration. Only the region's
 /// first op is predicted as a profiled part; the others in context, as a chain's tail is.
 fn offer_regions(graph: &Graph, models: &CostModels, ids: &[&str], runs: &dyn Fn(usize, usize) -> bool, ops: &mut [OpNode], options: &BuildOptions) {
-    let mut points = vec![0];
-    points.extend(graph.cut_points());
-    points.push(graph.ops.len());
-    for (i, &start) in points.iter().enumerate() {
-        for &end in points.iter().skip(i + 1).take(options.max_region) {
-            let region: Vec<usize> = (start..end).collect();
-            let last = end - 1;
-            // A single op has its own options.
-            if region.len() < 2 {
+    // A region ends where one tensor is all that leaves (a cut point) and starts at a cut point.
+    let mut ends = graph.cut_points();
+    ends.push(graph.ops.len());
+    let bounds = graph.region_bounds();
+    let fastest: Vec<f64> = ops.iter().map(|o| o.cost_us.iter().flatten().copied().fold(f64::INFINITY, f64::min)).collect();
+    for start in std::iter::once(0).chain(graph.cut_points()) {
+        // Per kind of axis (rows, columns): whether a region from this start failed to be cut along it.
+        let mut failed = [false; 2];
+        for &end in ends.iter().filter(|&&e| e > start).take(options.max_region) {
+            if !graph.is_region(start, end) {
                 continue;
             }
-            let Some((axis, extent)) = graph.region_axis(last) else { continue };
-            if extent < 4 || ops[last].splits.iter().any(|o| o.chain == region && o.axis == axis) {
-                continue;
+            for (kind, (axis, extent)) in graph.region_axes(end - 1).into_iter().enumerate() {
+                if failed[kind] {
+                    continue;
+                }
+                let Ok(offered) = region_option(graph, models, ids, runs, ops, options, start..end, axis, extent) else {
+                    // The region holds an op that cannot be cut along this axis; one reaching
+                    // further holds it too, so longer ones from this start are not tried.
+                    failed[kind] = true;
+                    continue;
+                };
+                let Some((option, shares)) = offered else { continue };
+                // Where every part computes an op worth splitting on its own whole (a transformer
+                // layer's Q/K/V projection: each part's queries need every token's keys and
+                // values), the region is also offered from the op after it, where that op's
+                // output and the residual beside it cross: the op split on its own is joined
+                // once, not computed by every part.
+                let whole = shares.iter().map(|s| s.iter().zip(start..end).filter(|((_, share), _)| *share >= 1.0).map(|(_, o)| o).collect::<Vec<_>>());
+                let later = whole.flatten().filter(|&o| fastest[o] >= options.min_split_us).max().map(|o| o + 1);
+                ops[end - 1].splits.push(option);
+                if let Some(later) = later.filter(|&l| bounds.contains(&l) && graph.is_region(l, end)) {
+                    if let Ok(Some((option, _))) = region_option(graph, models, ids, runs, ops, options, later..end, axis, extent) {
+                        ops[end - 1].splits.push(option);
+                    }
+                }
             }
-            let fastest = (0..ids.len())
-                .filter_map(|p| region.iter().map(|&o| ops[o].cost_us[p]).sum::<Option<f64>>())
-                .fold(f64::INFINITY, f64::min);
-            if !fastest.is_finite() || fastest < 2.0 * options.min_split_us {
-                continue;
-            }
-            let fractions = fractions(extent, 1, REGION_CUTS);
-            let cut = |f: f64| ((f * extent as f64).round() as usize).clamp(1, extent);
-            // A region that cannot be cut here holds an op that cannot be cut along the rows; one
-            // reaching further holds it too, so longer ones from this start are not tried.
-            let Ok(shares) = fractions.iter().map(|&f| graph.part_shares(&region, axis, 0..cut(f))).collect::<Result<Vec<_>, _>>() else { break };
-            let region_features: Vec<OpFeatures> = region.iter().map(|&o| features(&graph.ops[o])).collect();
-            let part_us = (0..ids.len())
-                .map(|p| {
-                    shares
-                        .iter()
-                        .map(|share| {
-                            if !region.iter().all(|&o| runs(o, p)) {
-                                return None;
-                            }
-                            let (head, tail) = PlanPartSample::chain_view(&region_features, share)?;
-                            let alone = models.predict_chain_part(ids[p], &head.0, head.1, &tail);
-                            finite(models.plan_part_us(ids[p], alone, region.len()))
-                        })
-                        .collect()
-                })
-                .collect();
-            ops[last].splits.push(SplitOption {
-                chain: region,
-                axis,
-                extent,
-                align: 1,
-                fractions,
-                part_us,
-                output_bytes: graph.ops[last].outputs.iter().map(|e| e.bytes).sum(),
-            });
         }
     }
+}
+
+/// The split option of the ops `range` along `axis`, with the shares of each op its parts compute
+/// (one list per fraction): `None` where it is not worth offering (too short, too cheap, already
+/// offered), an error where the region cannot be cut along the axis.
+#[allow(clippy::too_many_arguments)]
+fn region_option(
+    graph: &Graph,
+    models: &CostModels,
+    ids: &[&str],
+    runs: &dyn Fn(usize, usize) -> bool,
+    ops: &[OpNode],
+    options: &BuildOptions,
+    range: std::ops::Range<usize>,
+    axis: usize,
+    extent: usize,
+) -> Result<Option<(SplitOption, Vec<Vec<(usize, f64)>>)>, tandem_graph::GraphError> {
+    let region: Vec<usize> = range.collect();
+    let region = region.as_slice();
+    let last = region[region.len() - 1];
+    if extent < 4 || ops[last].splits.iter().any(|o| o.chain == region && o.axis == axis) {
+        return Ok(None);
+    }
+    let fastest = (0..ids.len())
+        .filter_map(|p| region.iter().map(|&o| ops[o].cost_us[p]).sum::<Option<f64>>())
+        .fold(f64::INFINITY, f64::min);
+    if !fastest.is_finite() || fastest < 2.0 * options.min_split_us {
+        return Ok(None);
+    }
+    let fractions = fractions(extent, 1, REGION_CUTS);
+    let cut = |f: f64| ((f * extent as f64).round() as usize).clamp(1, extent);
+    let shares = fractions.iter().map(|&f| graph.part_shares(region, axis, 0..cut(f))).collect::<Result<Vec<_>, _>>()?;
+    let region_features: Vec<OpFeatures> = region.iter().map(|&o| features(&graph.ops[o])).collect();
+    let part_us = (0..ids.len())
+        .map(|p| {
+            shares
+                .iter()
+                .map(|share| {
+                    if !region.iter().all(|&o| runs(o, p)) {
+                        return None;
+                    }
+                    let (head, tail) = PlanPartSample::chain_view(&region_features, share)?;
+                    let alone = models.predict_chain_part(ids[p], &head.0, head.1, &tail);
+                    finite(models.plan_part_us(ids[p], alone, region.len()))
+                })
+                .collect()
+        })
+        .collect();
+    let option = SplitOption {
+        chain: region.to_vec(),
+        axis,
+        extent,
+        align: 1,
+        fractions,
+        part_us,
+        output_bytes: graph.ops[last].outputs.iter().map(|e| e.bytes).sum(),
+    };
+    Ok(Some((option, shares)))
 }
 
 /// The axis a split of `op` cuts (as the profiler measures it: [`Op::split_axis`]), its length and the

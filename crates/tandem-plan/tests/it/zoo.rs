@@ -98,26 +98,33 @@ fn a_plan_for_one_model_is_refused_for_another() {
     }
 }
 
-/// The CNNs get region options: runs of ops from one cut point to a later one, cut by rows, longer
-/// than any op-and-activation chain. Their parts cost more the more rows they cover, and none are
-/// offered with `max_region: 0`.
+/// The CNNs and the transformer get region options: runs of ops from a region bound to a later cut
+/// point, cut by rows (or an image's columns), longer than any op-and-activation chain. The
+/// transformer's include one from right after a layer's Q/K/V projection, beside the residual.
+/// Their parts cost more the more rows they cover, and none are offered with `max_region: 0`.
 #[test]
 fn cnns_are_offered_regions_cut_by_rows() {
     let graphs = graphs();
     let models = fitted(&graphs);
-    for g in graphs.iter().filter(|g| g.name != "transformer") {
+    for g in &graphs {
         let options = BuildOptions::default();
         let problem = build::problem(g, &models, &processors(), &[], &options);
         let regions: Vec<_> = problem.ops.iter().flat_map(|o| &o.splits).filter(|s| s.chain.len() > options.max_chain).collect();
         assert!(!regions.is_empty(), "{}: no regions offered", g.name);
-        let points = g.cut_points();
+        let (bounds, cuts) = (g.region_bounds(), g.cut_points());
         for r in &regions {
-            assert!(r.chain.first() == Some(&0) || points.contains(&r.chain[0]), "{}: region {:?} starts off a cut point", g.name, r.chain);
-            assert_eq!(g.region_axis(*r.chain.last().unwrap()), Some((r.axis, r.extent)));
+            let (start, last) = (r.chain[0], *r.chain.last().unwrap());
+            assert!(start == 0 || bounds.contains(&start), "{}: region {:?} starts off a region bound", g.name, r.chain);
+            assert!(last + 1 == g.ops.len() || cuts.contains(&(last + 1)), "{}: region {:?} ends off a cut point", g.name, r.chain);
+            assert!(g.is_region(start, last + 1) && r.chain == (start..=last).collect::<Vec<_>>(), "{}: {:?}", g.name, r.chain);
+            assert!(g.region_axes(last).contains(&(r.axis, r.extent)), "{}: region {:?} on axis {}", g.name, r.chain, r.axis);
             for p in 0..2 {
                 let costs: Vec<f64> = r.part_us[p].iter().map(|c| c.unwrap()).collect();
                 assert!(costs.windows(2).all(|w| w[0] <= w[1]), "{}: region {:?} on {p}: {costs:?}", g.name, r.chain);
             }
+        }
+        if g.name == "transformer" {
+            assert!(regions.iter().any(|r| r.chain[0] == 6), "transformer: no region after the Q/K/V projection: {:?}", regions.iter().map(|r| (r.chain[0], r.chain.len(), r.axis)).collect::<Vec<_>>());
         }
         let none = build::problem(g, &models, &processors(), &[], &BuildOptions { max_region: 0, ..options });
         assert!(none.ops.iter().flat_map(|o| &o.splits).all(|s| s.chain.len() <= options.max_chain), "{}", g.name);
