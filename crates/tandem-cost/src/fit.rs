@@ -103,13 +103,23 @@ impl Calibration {
         }
     }
 
-    /// A model's own calibration: the pooled one (`pooled`, fitted on every model's runs) scaled by
-    /// one ratio fitted on the model's own samples (`mine`). Why not a form of its own: a model's
-    /// few samples come in clusters (single split ops, long regions), which cannot tell a fixed or
-    /// per-op cost from the factor. Fitted freely on 8 parts of transformer_enc4_d256, cpu:1's
-    /// calibration took a factor of 0.28 and 35 µs per op, and predicted a region's part over 3/4 of
-    /// the tokens 1.14x its part over 1/4 (measured: 1.6x); the planner took that split.
+    /// A model's own calibration, from its own samples (`mine`). For split parts: a fixed cost per
+    /// part and a factor of at least 1 on the prediction alone (a part inside a plan shares the
+    /// memory system with the other core's; it does not run faster than alone). Unconstrained, a
+    /// model's few parts, which come in clusters (single split ops, long regions), could not tell a
+    /// per-op cost from the factor: fitted so on 8 parts of transformer_enc4_d256, `cpu:1`'s took a
+    /// factor of 0.28 and 35 µs per op, predicted a part over 3/4 of a layer's tokens 1.14x the part
+    /// over 1/4 (measured: 1.61x), and the planner took that uneven cut. For whole stages, and with
+    /// fewer than 3 parts: the pooled calibration (`pooled`) scaled by one ratio.
     pub(crate) fn fit_own(self, pooled: &StageModel, mine: &[StagePoint]) -> StageModel {
+        if self == Calibration::Parts && mine.len() >= 3 {
+            // A fixed cost per part and a factor of at least 1, fitted as the excess over the
+            // prediction alone.
+            let excess: Vec<StagePoint> = mine.iter().map(|q| StagePoint { measured_us: q.measured_us - q.ops_sum_us, ..*q }).collect();
+            let mut m = StageModel::fit_form(StageForm::FixedFactor, &excess, Weighting::Time);
+            m.factor += 1.0;
+            return m;
+        }
         let (predicted, measured) = mine.iter().fold((0.0, 0.0), |(p, m), q| (p + pooled.predict(q.ops_sum_us, q.ops as usize), m + q.measured_us));
         if mine.is_empty() || !(predicted > 0.0 && measured > 0.0) {
             return pooled.clone();
@@ -348,4 +358,37 @@ pub fn fit(device: &str, set: &TrainingSet, opts: &FitOptions) -> Result<CostMod
         return Err(CostError::NotFinite("the fitted models".into()));
     }
     Ok(models)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model's parts in two clusters, as a transformer's plan gives them: single split ops
+    /// (one op, ~250 µs alone) and halves of long regions (27 ops, ~1300 µs alone), each run 1.2x
+    /// its prediction plus 60 µs. Its own calibration keeps a part's time rising with its size: a
+    /// region's part over 3/4 of the tokens is predicted well above the part over 1/4.
+    #[test]
+    fn a_models_own_part_calibration_keeps_a_factor_of_at_least_one() {
+        let mut mine = vec![];
+        for i in 0..4 {
+            let single = 250.0 + 5.0 * i as f64;
+            let region = 1300.0 + 10.0 * i as f64;
+            mine.push(StagePoint { ops_sum_us: single, ops: 1.0, measured_us: 60.0 + 1.2 * single });
+            mine.push(StagePoint { ops_sum_us: region, ops: 27.0, measured_us: 60.0 + 1.2 * region });
+        }
+        let pooled = StageModel { form: StageForm::Factor, factor: 1.4, ..Default::default() };
+        let own = Calibration::Parts.fit_own(&pooled, &mine);
+        assert!(own.factor >= 1.0 && own.per_op_us == 0.0, "{own:?}");
+        assert!((own.factor - 1.2).abs() < 0.02 && (own.fixed_us - 60.0).abs() < 5.0, "{own:?}");
+        let (quarter, three_quarters) = (own.predict(900.0, 27), own.predict(2000.0, 27));
+        assert!(three_quarters / quarter > 1.8, "{quarter} {three_quarters}");
+        // Parts that ran faster than predicted alone still get a factor of 1, not less.
+        let fast: Vec<StagePoint> = mine.iter().map(|q| StagePoint { measured_us: 0.7 * q.ops_sum_us, ..*q }).collect();
+        let own = Calibration::Parts.fit_own(&pooled, &fast);
+        assert!(own.factor >= 1.0 && own.fixed_us >= 0.0, "{own:?}");
+        // Whole stages: the pooled calibration scaled by the model's own ratio.
+        let stages = Calibration::Stages.fit_own(&pooled, &[StagePoint { ops_sum_us: 1000.0, ops: 10.0, measured_us: 1540.0 }]);
+        assert!((stages.factor - 1.54).abs() < 1e-9 && stages.fixed_us == 0.0, "{stages:?}");
+    }
 }
