@@ -32,8 +32,8 @@ pub struct BuildOptions {
     pub align: usize,
     /// Longest chain split as one (a split op and the cheap element-wise ops after it); 1 for none.
     pub max_chain: usize,
-    /// Regions (runs of ops between two cut points of the graph, cut by rows) span at most this many
-    /// of the spans between consecutive cut points; 0 for no regions.
+    /// Regions (runs of ops ending at a cut point of the graph, cut by rows or columns) reach at
+    /// most this many cut points past their start; 0 for no regions.
     pub max_region: usize,
 }
 
@@ -187,7 +187,9 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
 const REGION_CUTS: usize = 3;
 
 /// Offers a split option for each region: the ops from one cut point to a later one (at most
-/// [`BuildOptions::max_region`] spans away), cut by the rows of the last op's output.
+/// [`BuildOptions::max_region`] cut points away), cut by the rows of the last op's output or by an
+/// image's columns ([`Graph::region_axes`]); and the same region from after an op its parts would
+/// each compute whole, where that is a [`Graph::region_bounds`] place.
 ///
 /// Why regions: a split op is joined before the next op can start, and every join copies the output
 /// and hands it to both cores. A region's parts carry their rows through every op of it (each
