@@ -368,14 +368,9 @@ fn own_calibration(p: &Prepared, all: &[ProcessorModels], index: usize, m: usize
     if folds.len() < 2 || folds.iter().any(|&f| of_fold(f, false).len() < min || of_fold(f, true).len() < min) {
         return None;
     }
-    // The pooled calibration each fold's own one scales: fitted on every model's samples on this
-    // processor but the fold's.
-    let others: Vec<StagePoint> = p.run_points(which, all, index, &|mm| mm != m).into_iter().map(|(_, _, q)| q).collect();
     let mut pairs = vec![];
     for &f in &folds {
-        let rest = of_fold(f, false);
-        let pooled = which.fit(&others.iter().chain(&rest).copied().collect::<Vec<_>>());
-        let model = which.fit_own(&pooled, &rest);
+        let model = which.fit_own(&of_fold(f, false));
         pairs.extend(of_fold(f, true).iter().map(|q| (model.predict(q.ops_sum_us, q.ops as usize), q.measured_us)));
     }
     Some(OwnCalibration {

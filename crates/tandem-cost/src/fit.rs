@@ -109,30 +109,18 @@ impl Calibration {
     /// model's few parts, which come in clusters (single split ops, long regions), could not tell a
     /// per-op cost from the factor: fitted so on 8 parts of transformer_enc4_d256, `cpu:1`'s took a
     /// factor of 0.28 and 35 µs per op, predicted a part over 3/4 of a layer's tokens 1.14x the part
-    /// over 1/4 (measured: 1.61x), and the planner took that uneven cut. For whole stages, and with
-    /// fewer than 3 parts: the pooled calibration (`pooled`) scaled by one ratio.
-    pub(crate) fn fit_own(self, pooled: &StageModel, mine: &[StagePoint]) -> StageModel {
-        if self == Calibration::Parts && mine.len() >= 3 {
-            // A fixed cost per part and a factor of at least 1, fitted as the excess over the
-            // prediction alone.
-            let excess: Vec<StagePoint> = mine.iter().map(|q| StagePoint { measured_us: q.measured_us - q.ops_sum_us, ..*q }).collect();
-            let mut m = StageModel::fit_form(StageForm::FixedFactor, &excess, Weighting::Time);
-            m.factor += 1.0;
-            return m;
-        }
-        let (predicted, measured) = mine.iter().fold((0.0, 0.0), |(p, m), q| (p + pooled.predict(q.ops_sum_us, q.ops as usize), m + q.measured_us));
-        if mine.is_empty() || !(predicted > 0.0 && measured > 0.0) {
-            return pooled.clone();
-        }
-        let ratio = measured / predicted;
-        let form = if pooled.form == StageForm::Sum { StageForm::Factor } else { pooled.form };
-        StageModel {
-            form,
-            fixed_us: pooled.fixed_us * ratio,
-            factor: pooled.factor * ratio,
-            per_op_us: pooled.per_op_us * ratio,
-            samples: mine.len(),
-            tried: vec![],
+    /// over 1/4 (measured: 1.61x), and the planner took that uneven cut. For whole stages: a ratio,
+    /// as [`Calibration::fit`] fits it.
+    pub(crate) fn fit_own(self, mine: &[StagePoint]) -> StageModel {
+        match self {
+            Calibration::Parts if !mine.is_empty() => {
+                // Fitted as the excess over the prediction alone, then shifted back.
+                let excess: Vec<StagePoint> = mine.iter().map(|q| StagePoint { measured_us: q.measured_us - q.ops_sum_us, ..*q }).collect();
+                let mut m = StageModel::fit_form(StageForm::FixedFactor, &excess, Weighting::Time);
+                m.factor += 1.0;
+                m
+            }
+            _ => self.fit(mine),
         }
     }
 }
@@ -264,7 +252,7 @@ impl<'a> Prepared<'a> {
             for (m, name) in self.models.iter().enumerate() {
                 let mine: Vec<StagePoint> = points.iter().filter(|(pm, _, _)| *pm == m).map(|(_, _, p)| *p).collect();
                 if mine.len() >= which.min_own() {
-                    own.insert(name.clone(), which.fit_own(&pooled, &mine));
+                    own.insert(name.clone(), which.fit_own(&mine));
                 }
             }
             let (pooled_slot, own_slot) = which.slots(&mut fitted[i]);
@@ -377,18 +365,17 @@ mod tests {
             mine.push(StagePoint { ops_sum_us: single, ops: 1.0, measured_us: 60.0 + 1.2 * single });
             mine.push(StagePoint { ops_sum_us: region, ops: 27.0, measured_us: 60.0 + 1.2 * region });
         }
-        let pooled = StageModel { form: StageForm::Factor, factor: 1.4, ..Default::default() };
-        let own = Calibration::Parts.fit_own(&pooled, &mine);
+        let own = Calibration::Parts.fit_own(&mine);
         assert!(own.factor >= 1.0 && own.per_op_us == 0.0, "{own:?}");
         assert!((own.factor - 1.2).abs() < 0.02 && (own.fixed_us - 60.0).abs() < 5.0, "{own:?}");
         let (quarter, three_quarters) = (own.predict(900.0, 27), own.predict(2000.0, 27));
         assert!(three_quarters / quarter > 1.8, "{quarter} {three_quarters}");
         // Parts that ran faster than predicted alone still get a factor of 1, not less.
         let fast: Vec<StagePoint> = mine.iter().map(|q| StagePoint { measured_us: 0.7 * q.ops_sum_us, ..*q }).collect();
-        let own = Calibration::Parts.fit_own(&pooled, &fast);
+        let own = Calibration::Parts.fit_own(&fast);
         assert!(own.factor >= 1.0 && own.fixed_us >= 0.0, "{own:?}");
-        // Whole stages: the pooled calibration scaled by the model's own ratio.
-        let stages = Calibration::Stages.fit_own(&pooled, &[StagePoint { ops_sum_us: 1000.0, ops: 10.0, measured_us: 1540.0 }]);
+        // Whole stages: the model's own ratio.
+        let stages = Calibration::Stages.fit_own(&[StagePoint { ops_sum_us: 1000.0, ops: 10.0, measured_us: 1540.0 }]);
         assert!((stages.factor - 1.54).abs() < 1e-9 && stages.fixed_us == 0.0, "{stages:?}");
     }
 }

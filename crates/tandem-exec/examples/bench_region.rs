@@ -49,10 +49,8 @@ fn main() {
     };
     // POINTS=1,17,29 cuts there instead of at the cut points (any range whose inner ops feed only
     // itself is a chain `Graph::split` takes).
-    let cuts: Vec<usize> = match std::env::var("POINTS") {
-        Ok(list) => list.split(',').map(|x| x.parse().expect("POINTS=A,B,C")).collect(),
-        Err(_) => g.cut_points(),
-    };
+    let given: Option<Vec<usize>> = std::env::var("POINTS").ok().map(|list| list.split(',').map(|x| x.parse().expect("POINTS=A,B,C")).collect());
+    let cuts = given.clone().unwrap_or_else(|| g.cut_points());
     // AXIS=cols cuts images by columns instead of rows.
     let by_columns = std::env::var("AXIS").is_ok_and(|a| a == "cols");
     let min_us: f64 = std::env::var("MIN_US").ok().and_then(|s| s.parse().ok()).unwrap_or(800.0);
@@ -60,7 +58,7 @@ fn main() {
     println!("{:>5} {:>5} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}", "from", "to", "out rows", "1 core", "2 thr", "halves", "1c/2thr", "1c/halv");
     // Grow regions from each cut point until the region takes MIN_US on one core.
     // With POINTS, regions start at the first of them.
-    let mut start = if std::env::var("POINTS").is_ok() { cuts.first().copied().unwrap_or(0) } else { 0 };
+    let mut start = given.and_then(|p| p.first().copied()).unwrap_or(0);
     let mut points = cuts.clone();
     points.push(g.ops.len());
     let (mut sum1, mut sum2, mut sumh) = (0.0, 0.0, 0.0);

@@ -169,7 +169,7 @@ fn chain_of(graph: &Graph, ops: &[OpId]) -> Result<Chain> {
 /// Whether `held` is `shape` with runs of neighbouring axes merged (or axes of 1 dropped): the same
 /// elements in the same order, so a reshape gives one from the other.
 fn merges_axes(shape: &[usize], held: &[usize]) -> bool {
-    let mut dims = shape.iter().copied().filter(|&d| d != 1).peekable();
+    let mut dims = shape.iter().copied().filter(|&d| d != 1);
     for h in held.iter().copied().filter(|&h| h != 1) {
         let mut run = 1;
         while run < h {

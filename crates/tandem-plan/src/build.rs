@@ -124,7 +124,7 @@ pub fn problem(graph: &Graph, models: &CostModels, processors: &[ProcessorSpec],
         .collect();
     for op in &graph.ops {
         let Some((axis, extent, align)) = split_axis(op, options) else { continue };
-        let fastest = ops[op.id].cost_us.iter().flatten().copied().fold(f64::INFINITY, f64::min);
+        let fastest = fastest_us(&ops[op.id]);
         if !fastest.is_finite() || fastest < options.min_split_us {
             continue;
         }
@@ -202,11 +202,11 @@ const REGION_CUTS: usize = 3;
 /// first op is predicted as a profiled part; the others in context, as a chain's tail is.
 fn offer_regions(graph: &Graph, models: &CostModels, ids: &[&str], runs: &dyn Fn(usize, usize) -> bool, ops: &mut [OpNode], options: &BuildOptions) {
     // A region ends where one tensor is all that leaves (a cut point) and starts at a cut point.
-    let mut ends = graph.cut_points();
-    ends.push(graph.ops.len());
+    let cuts = graph.cut_points();
+    let ends: Vec<usize> = cuts.iter().copied().chain([graph.ops.len()]).collect();
     let bounds = graph.region_bounds();
-    let fastest: Vec<f64> = ops.iter().map(|o| o.cost_us.iter().flatten().copied().fold(f64::INFINITY, f64::min)).collect();
-    for start in std::iter::once(0).chain(graph.cut_points()) {
+    let fastest: Vec<f64> = ops.iter().map(fastest_us).collect();
+    for start in std::iter::once(0).chain(cuts) {
         // Per kind of axis (rows, columns): whether a region from this start failed to be cut along it.
         let mut failed = [false; 2];
         for &end in ends.iter().filter(|&&e| e > start).take(options.max_region) {
@@ -229,8 +229,8 @@ fn offer_regions(graph: &Graph, models: &CostModels, ids: &[&str], runs: &dyn Fn
                 // values), the region is also offered from the op after it, where that op's
                 // output and the residual beside it cross: the op split on its own is joined
                 // once, not computed by every part.
-                let whole = shares.iter().map(|s| s.iter().zip(start..end).filter(|((_, share), _)| *share >= 1.0).map(|(_, o)| o).collect::<Vec<_>>());
-                let later = whole.flatten().filter(|&o| fastest[o] >= options.min_split_us).max().map(|o| o + 1);
+                let whole = shares.iter().flat_map(|s| s.iter().zip(start..end).filter(|((_, share), _)| *share >= 1.0).map(|(_, o)| o));
+                let later = whole.filter(|&o| fastest[o] >= options.min_split_us).max().map(|o| o + 1);
                 ops[end - 1].splits.push(option);
                 if let Some(later) = later.filter(|&l| bounds.contains(&l) && graph.is_region(l, end)) {
                     if let Ok(Some((option, _))) = region_option(graph, models, ids, runs, ops, options, later..end, axis, extent) {
@@ -298,6 +298,11 @@ fn region_option(
         output_bytes: graph.ops[last].outputs.iter().map(|e| e.bytes).sum(),
     };
     Ok(Some((option, shares)))
+}
+
+/// The op's predicted time on the processor fastest at it (infinite where none can run it).
+fn fastest_us(op: &OpNode) -> f64 {
+    op.cost_us.iter().flatten().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// The axis a split of `op` cuts (as the profiler measures it: [`Op::split_axis`]), its length and the
