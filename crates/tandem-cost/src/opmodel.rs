@@ -188,7 +188,7 @@ pub(crate) struct Row {
     pub group: usize,
 }
 
-const TERMS: usize = 11;
+const TERMS: usize = 12;
 const ALL_TERMS: [Term; TERMS] = [
     Term::One,
     Term::Macs,
@@ -200,6 +200,7 @@ const ALL_TERMS: [Term; TERMS] = [
     Term::Channels,
     Term::Rows,
     Term::ThinPacked,
+    Term::StridedMacs,
     Term::Reference,
 ];
 

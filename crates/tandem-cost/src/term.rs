@@ -33,6 +33,11 @@ pub enum Term {
     /// group, as in a network's first layer over an RGB image): its im2col gathers rows of a few
     /// values, far slower per byte than the wide rows of later layers. 0 for every other op.
     ThinPacked,
+    /// The multiply-adds of a depthwise convolution that strides along its rows' width (`stride_w > 1`,
+    /// as in a MobileNet's downsampling layers): tract vectorises a depthwise kernel along the width, so
+    /// a horizontal stride takes a slow path, about 1 ns per multiply-add on the 2-core VM tandem is
+    /// developed on against a tenth of that at stride 1. 0 for every other op.
+    StridedMacs,
     /// The in-context time another processor's model predicts for the same op (the processor's
     /// reference: the single core of a multi-core processor, see [`crate::CostModels`]): a
     /// multi-threaded run costs the single-threaded time split, plus its synchronisation. Its value
@@ -70,6 +75,14 @@ impl Term {
                 let group = k.group.max(1);
                 if k.out_channels > 0 && k.in_channels > 0 && k.in_channels / group <= THIN_CHANNELS && k.kernel_h > 0 {
                     Term::PackedBytes.value(f)
+                } else {
+                    0.0
+                }
+            }
+            Term::StridedMacs => {
+                let k = &f.kernel;
+                if k.stride_w > 1 && k.group > 1 && k.group == k.in_channels {
+                    f.macs
                 } else {
                     0.0
                 }
@@ -132,8 +145,14 @@ impl Family {
         use Term::*;
         match self {
             Family::Matmul => &[One, Macs, PackedBytes, BytesOut, WeightBytes, ThinPacked],
-            Family::Depthwise => &[One, Macs, BytesIn, BytesOut, Channels, Rows],
-            Family::Pool | Family::Reduce => &[One, Flops, BytesIn, BytesOut],
+            Family::Depthwise => &[One, Macs, BytesIn, BytesOut, Channels, Rows, StridedMacs],
+            // A pool's time follows the bytes it reads, whatever its window or stride: a 3x3 window at
+            // stride 1 does four times the comparisons per byte of one at stride 2 and writes four times
+            // the bytes, and costs about the same per byte read. Comparisons (flops) and bytes written
+            // would only mislead: where every pool trained on strides by 2, they are proportional to
+            // the bytes read, and the fit may put a pool's whole cost on either.
+            Family::Pool => &[One, BytesIn],
+            Family::Reduce => &[One, Flops, BytesIn, BytesOut],
             Family::Layout => &[One, BytesIn, BytesOut],
             Family::Elementwise => &[One, Flops, BytesIn, BytesOut, WeightBytes],
         }

@@ -426,3 +426,86 @@ fn repeatability_predicts_each_op_by_its_identical_twins() {
     // 100 is predicted by median(40, 105, 130) = 105 (5% off), 105 by 100 (4.8%), 130 by 100 (23%).
     assert!((r.within_10pct - 2.0 / 3.0).abs() < 1e-9, "{r:?}");
 }
+
+/// A kernel op of `kind` over `channels` channels of `h`×`w` rows and columns, its window `k`×`k` at
+/// strides `sh`, `sw`: the counts tandem-graph gives it (one multiply-add or comparison per window
+/// element and output value, 4-byte values).
+fn windowed(kind: &str, channels: u32, h: u32, w: u32, k: u32, (sh, sw): (u32, u32)) -> OpFeatures {
+    let (oh, ow) = (h / sh, w / sw);
+    let out = (channels * oh * ow) as u64;
+    let depthwise = kind == "DepthwiseConv";
+    let macs = if depthwise { out * (k * k) as u64 } else { 0 };
+    let weights = if depthwise { 4 * (channels * k * k) as u64 } else { 0 };
+    let mut f = OpFeatures::new(kind, macs, out * (k * k) as u64, 4 * (channels * h * w) as u64, 4 * out, weights);
+    f.kernel.kernel_h = k;
+    f.kernel.kernel_w = k;
+    f.kernel.stride_h = sh;
+    f.kernel.stride_w = sw;
+    f.kernel.group = if depthwise { channels } else { 1 };
+    f.kernel.in_channels = channels;
+    f.kernel.out_channels = channels;
+    f.kernel.out_h = oh;
+    f.kernel.out_w = ow;
+    f
+}
+
+/// Four models of `ops` ops each, made by `op`, timed in context as `latency` with ±3 % noise.
+fn windowed_set(ops: usize, op: &dyn Fn(&mut Rng) -> OpFeatures, latency: &dyn Fn(&OpFeatures) -> f64) -> TrainingSet {
+    let mut rng = Rng(11);
+    let mut set = TrainingSet::default();
+    for m in 0..4 {
+        for i in 0..ops {
+            let f = op(&mut rng);
+            let y = latency(&f) * (1.0 + 0.03 * (2.0 * rng.uniform() - 1.0));
+            set.ops.push(sample(m, i as i64, "cpu:0", Context::InModel, f, y));
+        }
+    }
+    set
+}
+
+#[test]
+fn pools_trained_at_stride_two_predict_a_stride_one_pool_by_the_bytes_it_reads() {
+    // tract's pools cost about the same per byte read whatever their window and stride. Trained only
+    // on pools that stride by 2, where bytes written and comparisons are fixed fractions of the bytes
+    // read, the model must still price a stride-1 pool (four times the bytes written, four times the
+    // comparisons per byte) by what it reads.
+    let truth = |f: &OpFeatures| 6.0 + 0.0007 * f.bytes_in;
+    let set = windowed_set(
+        12,
+        &|rng| {
+            let (c, hw) = (rng.pick(&[16, 32, 64, 128, 256]), rng.pick(&[8, 14, 28, 56, 112]));
+            windowed("MaxPool", c, hw, hw, rng.pick(&[2, 3]), (2, 2))
+        },
+        &truth,
+    );
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    for (c, hw) in [(32, 32), (64, 16), (128, 28)] {
+        let pool = windowed("MaxPool", c, hw, hw, 3, (1, 1));
+        let p = report.models.predict_op("cpu:0", &pool);
+        assert!((p / truth(&pool) - 1.0).abs() < 0.15, "a stride-1 pool over {c}x{hw}x{hw}: predicted {p:.1} µs, truth {:.1}", truth(&pool));
+    }
+}
+
+#[test]
+fn a_depthwise_convolution_striding_along_its_width_is_priced_apart() {
+    // A depthwise kernel vectorised along the width: striding along it costs ten times as much per
+    // multiply-add. Both kinds of layer are in the training data, so the fit must tell them apart.
+    let truth = |f: &OpFeatures| 3.0 + 0.02 * f.kernel.out_channels as f64 + if f.kernel.stride_w > 1 { 0.001 } else { 0.0001 } * f.macs;
+    let layer = |rng: &mut Rng| {
+        let (c, hw) = (rng.pick(&[32, 64, 96, 144, 192, 384]), rng.pick(&[14, 28, 56, 112]));
+        let strides = rng.pick(&[(1, 1), (1, 1), (2, 2), (2, 1)]);
+        windowed("DepthwiseConv", c, hw, hw, rng.pick(&[3, 5]), strides)
+    };
+    let set = windowed_set(20, &layer, &truth);
+    let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
+    let mut rng = Rng(23);
+    for _ in 0..20 {
+        let f = layer(&mut rng);
+        let p = report.models.predict_op("cpu:0", &f);
+        assert!((p / truth(&f) - 1.0).abs() < 0.15, "{:?}: predicted {p:.1} µs, truth {:.1}", f.kernel, truth(&f));
+    }
+    // The stride's cost sits on its own term, and the in-context ops held out by model are predicted.
+    let model = &report.models.processor("cpu:0").unwrap().in_model.kinds["DepthwiseConv"];
+    assert!(model.base.terms.iter().any(|c| c.term == Term::StridedMacs && c.us > 0.0005), "{:?}", model.base);
+    assert!(report.leave_one_model_out_summary.ops.within_10pct > 0.8, "{:?}", report.leave_one_model_out_summary);
+}
