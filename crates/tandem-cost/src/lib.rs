@@ -19,8 +19,8 @@
 //! **Ops**, per (processor, context, kind): an [additive base](additive) `µs = Σ cost_t · term_t` over
 //! work terms (multiply-adds, bytes in and out, weight bytes, the packed operand of a matrix product
 //! and, apart, that of a channel-poor first-layer convolution, channels and rows of a depthwise
-//! convolution and, apart, the multiply-adds of one striding along the width; [`Term`]), non-negative and fitted on `ln(predicted / measured)`, times a [neighbour
-//! correction](neighbours) learned from the kind's training ops that look nearly the same. Whether a
+//! convolution and, apart, the multiply-adds of one striding along the width; [`Term`]), non-negative
+//! and fitted on `ln(predicted / measured)`, times a [neighbour correction](neighbours) learned from the kind's training ops that look nearly the same. Whether a
 //! kind gets a base of its own or shares its [`Family`]'s (all matrix products, say) is decided by
 //! leave-one-model-out error on the training data; a kind with fewer than 8 samples falls back to its
 //! family's model (or the processor's catch-all) and says so (`fallback_of`). In-context models predict

@@ -145,6 +145,11 @@ impl KernelParams {
     pub fn is_set(&self) -> bool {
         self.kernel_h > 0 || self.out_channels > 0
     }
+
+    /// Whether these are a depthwise convolution's: one group per input channel.
+    pub fn is_depthwise(&self) -> bool {
+        self.out_channels > 0 && self.group > 1 && self.group == self.in_channels
+    }
 }
 
 impl OpFeatures {
@@ -183,7 +188,7 @@ impl OpFeatures {
         p.flops *= r;
         p.bytes_out *= r;
         let conv = self.kernel.out_channels > 0 && self.kernel.group > 0;
-        let depthwise = conv && self.kernel.group > 1 && self.kernel.group == self.kernel.in_channels;
+        let depthwise = self.kernel.is_depthwise();
         let (channels, rows, columns) = self.kernel.axes();
         let channel_cut = axis == channels && self.kernel.is_set();
         if channel_cut {

@@ -1,6 +1,7 @@
 //! Seeded pseudo-random numbers (SplitMix64), dependency-free and the same on every run: the fold
 //! assignment of the held-out evaluation uses them, and so do the synthetic training sets of the
-//! crate's tests and benchmark. Not part of the models' interface.
+//! crate's tests and benchmark, and tandem-exec's order of the plan and baselines in each timed round.
+//! Not part of the models' interface.
 
 /// A SplitMix64 stream; `Rng(seed)`.
 #[derive(Debug, Clone)]

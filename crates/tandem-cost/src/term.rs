@@ -80,8 +80,7 @@ impl Term {
                 }
             }
             Term::StridedMacs => {
-                let k = &f.kernel;
-                if k.stride_w > 1 && k.group > 1 && k.group == k.in_channels {
+                if f.kernel.stride_w > 1 && f.kernel.is_depthwise() {
                     f.macs
                 } else {
                     0.0

@@ -5,7 +5,7 @@
 //! 2. Every CPU processor that can run the whole model gets a baseline, `single:<processor>`: tract
 //!    compiled for the processor's threads, on a worker pinned to its cores.
 //! 3. After `rule.warmup` rounds, rounds alternate one plan run and one run of each baseline (in an
-//!    order shuffled anew every round), so that all of them meet the same device conditions, until every
+//!    order shuffled anew every round, seeded by [`MeasureOptions::seed`]), so that all of them meet the same device conditions, until every
 //!    series satisfies the [`StopRule`] (stable median, or the time budget spent).
 //!
 //! Why shuffled: a run finds the caches as the run before it left them. An order rotating from round to
@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use tandem_cost::synthetic::Rng;
 use tandem_device::{Processor, ProcessorKind, Worker};
 use tandem_plan::Timeline;
 use tandem_profile::{summarize, StopRule, Summary};
@@ -278,12 +279,10 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
     // once for the series instead of moving there and back every run.
     let _pin = exec.pin_caller();
     let t0 = Instant::now();
-    let mut order: Vec<usize> = (0..series).collect();
-    let mut rng = SplitMix(options.seed);
+    let mut rng = Rng(options.seed);
     for round in 0usize.. {
         let keep = round >= rule.warmup;
-        rng.shuffle(&mut order);
-        for &k in &order {
+        for k in rng.shuffled(series) {
             match k {
                 0 => {
                     let mut outcome = exec.run(inputs.clone())?;
@@ -426,28 +425,6 @@ fn handover(exec: &Executor, runs: &[Outcome]) -> Option<f64> {
 
 type State = SimpleState<tract_onnx::prelude::TypedFact, Box<dyn tract_onnx::prelude::TypedOp>>;
 
-/// SplitMix64, for the order of the series in each round: seeded ([`MeasureOptions::seed`]), so a run
-/// measured again meets the same order.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Fisher–Yates.
-    fn shuffle(&mut self, v: &mut [usize]) {
-        for i in (1..v.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
-    }
-}
-
 /// The whole model compiled for one processor, on a worker pinned to it.
 struct BaselineRunner {
     processor: String,
@@ -494,19 +471,18 @@ impl BaselineRunner {
 
 #[cfg(test)]
 mod tests {
-    use super::SplitMix;
+    use super::Rng;
 
     #[test]
     fn every_series_runs_once_a_round_after_each_of_the_others_alike() {
         // The plan and three baselines: each runs once a round, and across rounds each runs right
         // after each other one about equally often (a rotating order always put the same one first).
         let series = 4;
-        let mut order: Vec<usize> = (0..series).collect();
-        let mut rng = SplitMix(0);
+        let mut rng = Rng(0);
         let mut after = vec![vec![0usize; series]; series];
         let rounds = 600;
         for _ in 0..rounds {
-            rng.shuffle(&mut order);
+            let order = rng.shuffled(series);
             let mut seen = order.clone();
             seen.sort();
             assert_eq!(seen, (0..series).collect::<Vec<_>>());
@@ -520,12 +496,6 @@ mod tests {
                 assert!((110..=190).contains(&n), "{b} ran right after {a} {n} times in {rounds} rounds: {after:?}");
             }
         }
-        let mut again = SplitMix(0);
-        let mut first: Vec<usize> = (0..series).collect();
-        again.shuffle(&mut first);
-        let mut replay = SplitMix(0);
-        let mut second: Vec<usize> = (0..series).collect();
-        replay.shuffle(&mut second);
-        assert_eq!(first, second, "seeded");
+        assert_eq!(Rng(0).shuffled(series), Rng(0).shuffled(series), "seeded");
     }
 }
