@@ -46,8 +46,7 @@ impl AdditiveModel {
     pub fn predict_with(&self, f: &OpFeatures, reference_us: f64) -> f64 {
         let mut t = 0.0;
         for c in &self.terms {
-            let v = if c.term == Term::Reference { reference_us } else { c.term.value(f) };
-            t += c.us * v;
+            t += c.us * c.term.value_with(f, reference_us);
         }
         t.max(FLOOR_US)
     }
@@ -55,7 +54,7 @@ impl AdditiveModel {
     /// Whether the model uses the reference processor's prediction.
     #[inline]
     pub fn uses_reference(&self) -> bool {
-        self.terms.iter().any(|c| c.term == Term::Reference)
+        self.terms.iter().any(|c| c.term.is_reference())
     }
 
     /// Fits the model on `(term values, measured µs)` rows; `values[i]` holds the values of `terms`

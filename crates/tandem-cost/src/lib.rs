@@ -32,7 +32,8 @@
 //! alone (`cpu:0`, [`reference_of`]): how much a multi-threaded run gains or loses depends on the op
 //! (large convolutions split well, small ops pay the threads' wake-up and lose), and the single-core
 //! prediction carries what the terms miss about the op. So its candidates also include
-//! `fixed + factor · reference's prediction` ([`Term::Reference`]), and leave-one-model-out error
+//! `fixed + factor · reference's prediction + c · √(reference's prediction)` ([`Term::Reference`],
+//! [`Term::SqrtReference`]: small ops lose, large ones gain), and leave-one-model-out error
 //! decides per kind (and per family) which to use.
 //!
 //! **Stages**, per processor: a stage's time from the sum of its ops' in-context times, `fixed +

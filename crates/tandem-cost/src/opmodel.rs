@@ -188,7 +188,7 @@ pub(crate) struct Row {
     pub group: usize,
 }
 
-const TERMS: usize = 12;
+const TERMS: usize = 13;
 const ALL_TERMS: [Term; TERMS] = [
     Term::One,
     Term::Macs,
@@ -202,6 +202,7 @@ const ALL_TERMS: [Term; TERMS] = [
     Term::ThinPacked,
     Term::StridedMacs,
     Term::Reference,
+    Term::SqrtReference,
 ];
 
 #[inline]
@@ -222,7 +223,9 @@ impl Row {
     /// The same row with the reference processor's prediction for it ([`Term::Reference`]).
     pub(crate) fn with_reference(&self, us: f64) -> Row {
         let mut r = self.clone();
-        r.values[term_index(Term::Reference)] = us;
+        for t in [Term::Reference, Term::SqrtReference] {
+            r.values[term_index(t)] = t.value_with(&self.features, us);
+        }
         r
     }
 }

@@ -43,6 +43,13 @@ pub enum Term {
     /// multi-threaded run costs the single-threaded time split, plus its synchronisation. Its value
     /// is not a feature of the op, so [`Term::value`] gives 0 and the models supply it.
     Reference,
+    /// The square root of [`Term::Reference`], in µs^½: beside it, a time that grows more slowly than
+    /// the reference's for small ops. tract's pool leaves a small product on one thread or pays more
+    /// to share it than it gains (2 threads took 1.1-1.9x one core's time on EinSums under 50 µs), and
+    /// splits a large one nearly in half (0.5-0.65x above 300 µs); `fixed + factor · reference` alone
+    /// fitted on all of them took a factor of 1.10, and predicted transformer_enc4_d256's 400 µs
+    /// products, measured 250 µs on 2 threads, at 458. Supplied by the models, as the reference is.
+    SqrtReference,
 }
 
 /// A convolution with at most this many input channels per group packs its input through the slow,
@@ -86,7 +93,23 @@ impl Term {
                     0.0
                 }
             }
-            Term::Reference => 0.0,
+            Term::Reference | Term::SqrtReference => 0.0,
+        }
+    }
+
+    /// Whether the models supply the term's value from the reference processor's prediction.
+    #[inline]
+    pub fn is_reference(self) -> bool {
+        matches!(self, Term::Reference | Term::SqrtReference)
+    }
+
+    /// The term's value given the reference processor's prediction for the op, µs.
+    #[inline]
+    pub fn value_with(self, f: &OpFeatures, reference_us: f64) -> f64 {
+        match self {
+            Term::Reference => reference_us,
+            Term::SqrtReference => reference_us.max(0.0).sqrt(),
+            t => t.value(f),
         }
     }
 }
@@ -161,8 +184,10 @@ impl Family {
 /// The terms of a processor's catch-all model (every kind together).
 pub const ALL_KINDS_TERMS: &[Term] = &[Term::One, Term::Macs, Term::Flops, Term::BytesIn, Term::BytesOut, Term::WeightBytes];
 
-/// The terms of a model over the reference processor's prediction ([`Term::Reference`]).
-pub const REFERENCE_TERMS: &[Term] = &[Term::One, Term::Reference];
+/// The terms of a model over the reference processor's prediction ([`Term::Reference`]): a fixed
+/// cost, a share of the reference's time and a cost growing as its square root, so that small ops
+/// may run slower than on the reference and large ones faster ([`Term::SqrtReference`]).
+pub const REFERENCE_TERMS: &[Term] = &[Term::One, Term::Reference, Term::SqrtReference];
 
 /// The label of a processor's catch-all model in `cost_models.op_kind`.
 pub const ALL_KINDS: &str = "all";
