@@ -220,11 +220,12 @@ impl Row {
         Row { sample, coords: coords(&features), features, values, y: s.median_us, model, group: model }
     }
 
-    /// The same row with the reference processor's prediction for it ([`Term::Reference`]).
+    /// The same row with the reference processor's prediction for it: the values of the terms the
+    /// models supply from it ([`Term::is_reference`]).
     pub(crate) fn with_reference(&self, us: f64) -> Row {
         let mut r = self.clone();
-        for t in [Term::Reference, Term::SqrtReference] {
-            r.values[term_index(t)] = t.value_with(&self.features, us);
+        for (v, t) in r.values.iter_mut().zip(ALL_TERMS).filter(|(_, t)| t.is_reference()) {
+            *v = t.value_with(&self.features, us);
         }
         r
     }

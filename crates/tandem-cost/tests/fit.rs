@@ -181,13 +181,18 @@ fn a_context_without_measurements_borrows_the_other() {
     assert!((alone - models.predict_op("cpu:0", &op)).abs() < 1e-9 * alone && alone > 1.0, "{alone}");
 }
 
+/// A factor set by an op's output channels, which no term expresses: a single core's quirk that a
+/// multi-core processor's model should take from the single core's prediction, not refit.
+fn channel_quirk(op: &OpFeatures) -> f64 {
+    1.0 + 0.6 * (op.kernel.out_channels as f64).sin()
+}
+
 #[test]
 fn a_multi_core_processor_builds_on_its_single_core() {
     // cpu:0 has a quirk its terms cannot express (a factor set by the output channels); cpu:0-1 runs
     // every op as a fixed synchronisation plus half the single-core time. Its models should learn that
     // relationship over cpu:0's predictions rather than refit the quirk from its own terms.
-    let quirk = |op: &OpFeatures| 1.0 + 0.6 * (op.kernel.out_channels as f64).sin();
-    let mut set = synthetic(6, 30, 0.0, &|op, _| (3.0 + 0.002 * op.macs) * quirk(op));
+    let mut set = synthetic(6, 30, 0.0, &|op, _| (3.0 + 0.002 * op.macs) * channel_quirk(op));
     let single: Vec<OpSample> = set.ops.clone();
     for s in single {
         set.ops.push(OpSample { processor: "cpu:0-1".into(), median_us: 25.0 + 0.5 * s.median_us, ..s });
@@ -222,8 +227,7 @@ fn a_multi_core_processor_gains_on_large_ops_and_loses_on_small_ones() {
     // pool's wake-up on top (1.25x the single core), a large one is split in half after a fixed
     // synchronisation. One `fixed + factor · reference` line cannot follow both ends; with the square
     // root of the reference beside it, the model bends from one to the other.
-    let quirk = |op: &OpFeatures| 1.0 + 0.6 * (op.kernel.out_channels as f64).sin();
-    let single = |op: &OpFeatures| (2.0 + 0.00005 * op.macs) * quirk(op);
+    let single = |op: &OpFeatures| (2.0 + 0.00005 * op.macs) * channel_quirk(op);
     let multi = |us: f64| (1.25 * us).min(30.0 + 0.5 * us);
     let mut set = synthetic(6, 40, 0.0, &|op, _| single(op));
     for s in set.ops.clone() {
