@@ -1,12 +1,14 @@
 //! What the executor costs, and what splitting ops across cores gains, on real models.
 //!
 //! `cargo run --release -p tandem-exec --example bench_exec [-- MODEL_NAME_FILTER] [--budget-ms N] [--spin-us N]`
+//! (`BENCH_CALLER=thread`: the measuring caller is a spawned thread rather than the main one)
 //!
 //! For every model of `../shared/models` (input shapes from MANIFEST.json) and of the zoo:
 //!
 //! 1. overhead: the whole model as one stage on `cpu:0`, run through the executor (timed from the
 //!    caller: dispatch, the run, the result back), interleaved with tract's plain run of the same model
-//!    on a worker pinned to `cpu:0` (timed around the run);
+//!    on a worker pinned to `cpu:0` (timed around the run), with the overhead's paired 95% interval
+//!    (`count_exec` counts the instructions each executes instead, whatever the machine is doing);
 //! 2. splits: a hand-made two-core plan, every op with at least 3% of the model's FLOPs split in half
 //!    between `cpu:0` and `cpu:1` (with the activation after it), the other ops as stages on `cpu:0`,
 //!    interleaved with the whole model alone on every processor (`single:cpu:0`, `single:cpu:1`,
@@ -143,6 +145,16 @@ fn geomean(v: &[f64]) -> f64 {
 }
 
 fn main() {
+    // BENCH_CALLER=thread runs everything from a spawned thread instead of the main one (glibc gives
+    // the main thread its own heap arena, grown with brk; other threads share mmap'd arenas).
+    if std::env::var("BENCH_CALLER").is_ok_and(|v| v == "thread") {
+        std::thread::Builder::new().stack_size(64 << 20).spawn(bench).expect("a thread").join().expect("the bench");
+    } else {
+        bench();
+    }
+}
+
+fn bench() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let budget_s = args.iter().position(|a| a == "--budget-ms").and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(2000.0) / 1e3;
     let spin_us = args
@@ -164,8 +176,8 @@ fn main() {
     busy("before");
     println!("budget {budget_s:.1} s per measurement, lanes poll {spin_us} µs before sleeping; plan timed from the caller, baselines inside their pinned worker\n");
     println!(
-        "{:<24} {:>9} {:>9} {:>7} {:>5} {:>5} | {:>6} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8}",
-        "model", "tract ms", "1-stage", "ovh %", "in µs", "out µs", "splits", "split ms", "cpu:0 ms", "cpu:1 ms", "0-1 ms", "spl/c0", "mt/c0", "spl/mt", "handov µs"
+        "{:<24} {:>9} {:>9} {:>7} {:>12} {:>5} {:>5} | {:>6} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8}",
+        "model", "tract ms", "1-stage", "ovh %", "ovh 95% CI", "in µs", "out µs", "splits", "split ms", "cpu:0 ms", "cpu:1 ms", "0-1 ms", "spl/c0", "mt/c0", "spl/mt", "handov µs"
     );
     let (mut overheads, mut split_speedups, mut mt_speedups, mut best_speedups) = (vec![], vec![], vec![], vec![]);
     for (name, g) in models(filter) {
@@ -176,6 +188,9 @@ fn main() {
         let staged = r1.measured.as_ref().unwrap().median_us / 1e3;
         let overhead = (staged / plain - 1.0) * 100.0;
         overheads.push(staged / plain);
+        // The paired interval of baseline / plan, turned into the plan's overhead: whether the few
+        // percent are a difference at all.
+        let ci = r1.speedup_ci95.map(|[lo, hi]| format!("{:+.1}..{:+.1}", (1.0 / hi - 1.0) * 100.0, (1.0 / lo - 1.0) * 100.0)).unwrap_or_else(|| "-".into());
 
         let (plan, n_splits) = split_plan(&g, &device.id, a, b, 0.03);
         let r2 = measure(&g, &plan, &device, &[a, b, all.as_str()], budget_s, spin_us);
@@ -186,11 +201,12 @@ fn main() {
         mt_speedups.push(c0 / mt);
         best_speedups.push(c0 / split.min(mt));
         println!(
-            "{:<24} {:>9.3} {:>9.3} {:>+7.2} {:>5.0} {:>5.0} | {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2} {:>7.2} {:>7.2} {:>8.0}",
+            "{:<24} {:>9.3} {:>9.3} {:>+7.2} {:>12} {:>5.0} {:>5.0} | {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2} {:>7.2} {:>7.2} {:>8.0}",
             name,
             plain,
             staged,
             overhead,
+            ci,
             r1.stages[0].start_us,
             staged * 1e3 - r1.stages[0].end_us,
             format!("{n_splits}/{}", plan.stages.len()),
@@ -212,5 +228,5 @@ fn main() {
         geomean(&best_speedups)
     );
     busy("after");
-    println!("columns: in = one-stage plan, call to the stage starting on its lane (median); out = its end to the result back with the caller (medians' difference); splits = split ops / stages; spl/c0 = split plan speedup over single:cpu:0; mt/c0 = tract's own multithreading over single:cpu:0; spl/mt = split plan over tract multithreading; handov = ready-to-started of stages released from the other core");
+    println!("columns: ovh 95% CI = the overhead's paired bootstrap interval (rounds timing both); in = one-stage plan, call to the stage starting on its lane (median); out = its end to the result back with the caller (medians' difference); splits = split ops / stages; spl/c0 = split plan speedup over single:cpu:0; mt/c0 = tract's own multithreading over single:cpu:0; spl/mt = split plan over tract multithreading; handov = ready-to-started of stages released from the other core");
 }
