@@ -4,7 +4,7 @@
 //! `cpu:0`, and a twin of the plain run (the model compiled again) in the worker. `tandem run` times
 //! its baselines in such a worker and the plan from its caller.
 //!
-//! `cargo run --release -p tandem-exec --example bench_caller -- [MODEL.onnx NAME=DIMS] [--rounds N] [--series 0,3]`
+//! `cargo run --release -p tandem-exec --example bench_caller -- [MODEL.onnx NAME=DIMS | zoo:NAME] [--rounds N] [--series 0,3]`
 //! (default: the zoo's transformer, 200 rounds, all five series)
 //!
 //! Printed per series: the median and p90, and the paired ratio to tract's plain run in a worker
@@ -38,6 +38,10 @@ fn main() {
     assert!(series.contains(&3), "--series must include 3, the reference");
     let rounds: usize = args.iter().position(|a| a == "--rounds").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(200);
     let g = match args.first().filter(|a| !a.starts_with("--")) {
+        Some(zoo) if zoo.starts_with("zoo:") => {
+            let name = &zoo[4..];
+            Graph::load_bytes(name, &tandem_graph::zoo::build(name, 0).expect("a zoo model"), &[]).expect("the zoo model loads")
+        }
         Some(path) => {
             let shapes: Vec<InputShape> = args[1..].iter().take_while(|a| !a.starts_with("--")).map(|s| s.parse().expect("NAME=DIMS")).collect();
             Graph::load(std::path::Path::new(path), &shapes).expect("the model loads")
