@@ -69,18 +69,11 @@ fn main() {
 
     let names = ["plan, main thread", "plan, worker", "plain, main thread", "plain, worker", "plain twin, worker"];
     let mut samples: Vec<Vec<f64>> = vec![vec![]; names.len()];
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    // The seeded generator `tandem run` shuffles its own rounds with.
+    let mut rng = tandem_cost::synthetic::Rng(0);
     let warmup = 10;
     for round in 0..rounds + warmup {
-        // A Fisher-Yates shuffle of the series, from an xorshift generator.
-        let mut order = series.clone();
-        for i in (1..order.len()).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            order.swap(i, (seed % (i as u64 + 1)) as usize);
-        }
-        for &k in &order {
+        for k in rng.shuffled(series.len()).into_iter().map(|i| series[i]) {
             let us = match k {
                 0 => exec.lock().unwrap().run(inputs.clone()).expect("the plan").timeline.latency_us,
                 1 => {
@@ -102,9 +95,10 @@ fn main() {
     println!("{} on cpu:0, {rounds} rounds (after {warmup} warm-up), the series shuffled in each round", g.name);
     println!("{:<20} {:>10} {:>10} {:>22}", "series", "median ms", "p90 ms", "/ plain, worker (95%)");
     let reference = &samples[3];
+    let reference_us = tandem_profile::summarize(reference).median_us;
     for (name, s) in names.iter().zip(&samples).filter(|(_, s)| !s.is_empty()) {
         let sum = tandem_profile::summarize(s);
-        let ratio = sum.median_us / tandem_profile::summarize(reference).median_us;
+        let ratio = sum.median_us / reference_us;
         let ci = tandem_profile::paired_ratio_ci(s, reference, 2000).map(|(lo, hi)| format!("{lo:.3}-{hi:.3}")).unwrap_or_default();
         println!("{name:<20} {:>10.3} {:>10.3} {:>10.3} ({ci})", sum.median_us / 1e3, sum.p90_us / 1e3, ratio);
     }

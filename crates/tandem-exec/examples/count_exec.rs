@@ -1,13 +1,14 @@
 //! What a one-stage plan executes beyond tract's plain run, in instructions: a count that does not
 //! depend on how busy the machine is.
 //!
-//! `valgrind --tool=callgrind --callgrind-out-file=F target/release/examples/count_exec MODE N [FILTER]`
+//! `valgrind --tool=callgrind --callgrind-out-file=F target/release/examples/count_exec MODE N [MODEL [NAME=DIMS]]`
 //!
 //! MODE is `plain` (tract's plain run of the whole model, on the calling thread, as `tandem run`'s
 //! baselines run it in their worker) or `exec` (the whole model as one stage on `cpu:0` through the
 //! executor). Run each with two values of N: the difference divided by the difference of N is what one
-//! request costs, loading and compiling cancelled out. FILTER picks the model as bench_exec does
-//! (default: the zoo's transformer).
+//! request costs, loading and compiling cancelled out. MODEL is a zoo model's name, or the name of a
+//! model in `../shared/models` with its input shape (default `0=1,3,224,224`); default: the zoo's
+//! transformer.
 
 use std::sync::Arc;
 
