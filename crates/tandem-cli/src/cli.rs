@@ -49,7 +49,7 @@ pub enum Command {
     Profile(ProfileArgs),
     /// Fit latency cost models on this device's profiles (per processor and op kind, stages, transfers),
     /// store them as a new version, and print their accuracy on data held out from the fit.
-    #[command(after_help = "Examples:\n  tandem fit\n  tandem fit --json                  # for programs: models, overall, leave_one_model_out\n  tandem fit --db phone.db --device 3f9a0c1d2e4b5a69   # a profile copied from another device")]
+    #[command(after_help = "Examples:\n  tandem fit\n  tandem fit --json                  # for programs: models, overall, leave_one_model_out\n  tandem fit --db phone.db --device 3f9a0c1d2e4b5a69   # a profile copied from another device\n  tandem fit --unpaired              # every timing as measured, not brought to one speed")]
     Fit(FitArgs),
     /// Run a stored plan on this device's processors: verify its outputs against the single-processor
     /// run, measure it against every processor running the whole model alone, compare with its
@@ -247,6 +247,10 @@ pub struct FitArgs {
     /// The device whose profiles to fit (an id from the `devices` table); default: this device.
     #[arg(long, value_name = "ID")]
     pub device: Option<String>,
+    /// Fit on every timing as measured. By default, the timings taken with the paired reference kernel
+    /// (a whole model and its ops in context) are first brought to their processor's typical speed.
+    #[arg(long)]
+    pub unpaired: bool,
 }
 
 /// `tandem run`.

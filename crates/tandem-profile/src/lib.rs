@@ -6,7 +6,8 @@
 //! warm-up, then repetition until the median's 95% interval is within ±3% or the item's time budget is
 //! spent ([`StopRule`]), summarised by median, p10, p90 and coefficient of variation with slow outliers
 //! dropped and counted ([`Summary`]). Work runs on pinned workers (tandem-device); a fixed reference
-//! workload timed before and after tells whether the device drifted.
+//! workload timed before and after tells whether the device drifted, and a reference kernel timed in
+//! every round of a whole-model measurement records the speed it was taken at ([`reference`]).
 //!
 //! Built with the `cuda` (or `metal`) feature, a GPU processor is profiled too ([`gpu`]): the whole model
 //! and every op in context through tract's GPU transform, timed until the device has finished; the ops
@@ -21,7 +22,7 @@
 pub mod contention;
 pub mod gpu;
 pub mod measure;
-mod reference;
+pub mod reference;
 mod session;
 pub mod stats;
 pub mod transfer;

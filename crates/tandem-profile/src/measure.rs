@@ -14,6 +14,7 @@ use tract_onnx::tract_core::plan::{SimplePlan, SimpleState};
 use tract_onnx::tract_core::runtime::RunOptions;
 use tract_linalg::multithread::Executor;
 
+use crate::reference::Kernel;
 use crate::stats::StopRule;
 
 /// A model compiled for one processor.
@@ -127,6 +128,8 @@ pub struct ModelTimes {
     pub hooked: Vec<f64>,
     /// Per hooked run, the time charged to every node of the plan's model (indexed by node id), µs.
     pub nodes: Vec<Vec<f64>>,
+    /// The paired reference kernel, once per round, µs (empty when none was timed).
+    pub reference: Vec<f64>,
 }
 
 /// Times the whole model, alternating a plain run and a run with a timer around each node (as tract's
@@ -139,10 +142,16 @@ pub fn time_model(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule) -> TractR
 /// [`time_model`], with every clock stopped at `completion`: on a GPU each node's time then includes its
 /// kernels' completion (which also keeps the next node from overlapping it, as it may in a plain run).
 pub fn time_model_until(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, completion: Completion) -> TractResult<ModelTimes> {
+    time_model_paired(plan, inputs, rule, completion, None)
+}
+
+/// [`time_model_until`], with the reference `kernel` (when given) timed once in every round, after the
+/// model's two runs: the speed the host ran at while this model was measured (see [`crate::reference`]).
+pub fn time_model_paired(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, completion: Completion, mut kernel: Option<&mut Kernel>) -> TractResult<ModelTimes> {
     let n_nodes = plan.model().nodes.len();
     let mut state = SimpleState::new(plan)?;
     let start = Instant::now();
-    let mut times = ModelTimes { plain: vec![], hooked: vec![], nodes: vec![] };
+    let mut times = ModelTimes { plain: vec![], hooked: vec![], nodes: vec![], reference: vec![] };
     for round in 0.. {
         let t = Instant::now();
         let outputs = state.run(inputs.clone())?;
@@ -166,9 +175,11 @@ pub fn time_model_until(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, com
         completion.outputs(&outputs)?;
         drop(outputs);
         let hooked = t.elapsed().as_secs_f64() * 1e6;
+        let reference = kernel.as_deref_mut().map(Kernel::time).transpose()?;
         if round < rule.warmup {
             continue;
         }
+        times.reference.extend(reference);
         times.plain.push(plain);
         times.hooked.push(hooked);
         times.nodes.push(per_node);

@@ -18,7 +18,7 @@ use tandem_device::{Device, EnvSnapshot, Processor, ProcessorKind, Worker};
 use tandem_graph::{boundaries, Graph, OpId};
 use tandem_store::{Context, EnvSnapshotRow, MeasurementRow, ModelRow, OpRow, ProcessorRow, DeviceRow, SessionRow, SessionStatus, Store, Target, TransferRow, UnsupportedRow};
 
-use crate::measure::{compile, time_model, time_model_until, time_runs, Completion, ModelTimes};
+use crate::measure::{compile, time_model_paired, time_model_until, time_runs, Completion, ModelTimes};
 use crate::reference;
 use crate::stats::{summarize, StopRule, Summary};
 use crate::transfer::{measure_join, measure_transfer, DEFAULT_SIZES};
@@ -314,7 +314,8 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
                     whole_model_on_gpu(&g, kind, &rule)
                 } else {
                     let plan = compile(g.optimized(), threads)?;
-                    let times = time_model(&plan, &g.random_inputs(0), &rule)?;
+                    let mut kernel = reference::Kernel::new(threads)?;
+                    let times = time_model_paired(&plan, &g.random_inputs(0), &rule, Completion::Returned, Some(&mut kernel))?;
                     Ok(WholeModel { times, op_nodes: g.ops.iter().map(|o| o.nodes.clone()).collect(), fallbacks: vec![] })
                 }
             })?;
@@ -322,13 +323,16 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
                 Ok(WholeModel { times, op_nodes, fallbacks }) => {
                     let whole = summarize(&times.plain);
                     let hooked = summarize(&times.hooked);
-                    let mut rows = vec![row(&base, None, Target::Model, "whole", Context::InModel, &whole)];
+                    // The whole model and its ops in context were timed in the same rounds as the kernel.
+                    let paired = MeasurementRow { reference_us: (!times.reference.is_empty()).then(|| summarize(&times.reference).median_us), ..base.clone() };
+                    let base = &paired;
+                    let mut rows = vec![row(base, None, Target::Model, "whole", Context::InModel, &whole)];
                     let mut op_medians = vec![];
                     for op in &graph.ops {
                         let samples: Vec<f64> = times.nodes.iter().map(|run| op_nodes[op.id].iter().map(|&n| run[n]).sum()).collect();
                         let s = summarize(&samples);
                         op_medians.push((op.name.clone(), op.kind.clone(), s.median_us));
-                        rows.push(row(&base, Some(op.id), Target::Op, "whole", Context::InModel, &s));
+                        rows.push(row(base, Some(op.id), Target::Op, "whole", Context::InModel, &s));
                     }
                     written += store.insert_measurements(&rows)?;
                     summary.model_median_ms = Some(whole.median_us / 1e3);

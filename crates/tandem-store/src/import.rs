@@ -80,9 +80,9 @@ const COPIES: &[Copy] = &[
         map: Some("import_env"),
     },
     Copy::Sql("measurements", "INSERT INTO main.measurements (session_id, device_id, model_id, op_id, processor_id, target, variant, split_axis, ratio_start, ratio_end, \
-        context, samples, median_us, p10_us, p90_us, mean_us, cv, outliers_dropped, env_id, measured_at) \
+        context, samples, median_us, p10_us, p90_us, mean_us, cv, outliers_dropped, env_id, measured_at, reference_us) \
         SELECT ms.new, m.device_id, mm.new, m.op_id, m.processor_id, m.target, m.variant, m.split_axis, m.ratio_start, m.ratio_end, \
-        m.context, m.samples, m.median_us, m.p10_us, m.p90_us, m.mean_us, m.cv, m.outliers_dropped, me.new, m.measured_at \
+        m.context, m.samples, m.median_us, m.p10_us, m.p90_us, m.mean_us, m.cv, m.outliers_dropped, me.new, m.measured_at, m.reference_us \
         FROM src.measurements m JOIN temp.import_models mm ON mm.old = m.model_id JOIN temp.import_sessions ms ON ms.old = m.session_id \
         LEFT JOIN temp.import_env me ON me.old = m.env_id WHERE true ORDER BY m.id ON CONFLICT DO NOTHING"),
     Copy::Sql("unsupported", "INSERT INTO main.unsupported (device_id, model_id, op_id, processor_id, reason, recorded_at) \
@@ -142,6 +142,10 @@ impl Copy {
         }
     }
 }
+
+/// Columns later migrations added to existing tables, as (table, column, the expression the copies read
+/// it by): from a database that lacks one, the copy reads NULL instead.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("measurements", "reference_us", "m.reference_us")];
 
 const TEMP_TABLES: [&str; 5] = ["import_models", "import_sessions", "import_env", "import_versions", "import_plans"];
 
@@ -245,10 +249,20 @@ async fn copy(conn: &mut SqliteConnection) -> std::result::Result<ImportReport, 
     // A database from an older tandem lacks the tables later migrations added: nothing to copy from them.
     let theirs_tables: Vec<String> =
         sqlx::query_scalar("SELECT name FROM src.sqlite_master WHERE type = 'table'").fetch_all(&mut *tx).await?;
-    for (table, sql) in COPIES.iter().flat_map(Copy::statements) {
+    let mut missing_columns = vec![];
+    for &(table, column, expr) in ADDED_COLUMNS {
+        let has: i64 = sqlx::query_scalar("SELECT count(*) FROM pragma_table_info(?, 'src') WHERE name = ?").bind(table).bind(column).fetch_one(&mut *tx).await?;
+        if has == 0 {
+            missing_columns.push((table, expr));
+        }
+    }
+    for (table, mut sql) in COPIES.iter().flat_map(Copy::statements) {
         if !table.is_empty() && !theirs_tables.iter().any(|t| t == table) {
             report.added.push((table.to_string(), 0));
             continue;
+        }
+        for (_, expr) in missing_columns.iter().filter(|(t, _)| *t == table) {
+            sql = sql.replace(expr, "NULL");
         }
         let done = sqlx::query(&sql).execute(&mut *tx).await?;
         if !table.is_empty() {
@@ -371,6 +385,39 @@ mod tests {
         let r = b.import(dir.path().join("old.db")).unwrap();
         assert_eq!(r.added.iter().find(|(t, _)| t == "contention").unwrap().1, 0);
         assert_eq!(r.added.iter().find(|(t, _)| t == "models").unwrap().1, 1);
+    }
+
+    /// One whole-model measurement of the contention database's model, taken with a reference.
+    fn measured(store: &Store, model: i64) {
+        let session = store.insert_session(&crate::SessionRow { device_id: "phone".into(), model_id: Some(model), started_at: "2026-12-03T10:00:00.000Z".into(), ..Default::default() }).unwrap();
+        let row = crate::MeasurementRow { session_id: session, device_id: "phone".into(), model_id: model, processor_id: "cpu:0".into(), samples: 5, median_us: 100.0, reference_us: Some(250.0), ..Default::default() };
+        store.insert_measurements(&[row]).unwrap();
+    }
+
+    #[test]
+    fn measurements_keep_their_reference_and_a_database_from_before_references_imports() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Store::open(dir.path().join("a.db")).unwrap();
+        let model = contention_db(&a, 1, 2.0);
+        measured(&a, model);
+        let b = Store::open(dir.path().join("b.db")).unwrap();
+        b.import(a.path()).unwrap();
+        let m = b.find_model("h", "{}").unwrap().unwrap();
+        assert_eq!(b.measurements("phone", m.id).unwrap()[0].reference_us, Some(250.0));
+
+        // What schema 2 looked like: no reference column, two migrations applied.
+        let old = Store::open(dir.path().join("old.db")).unwrap();
+        let model = contention_db(&old, 0, 2.0);
+        measured(&old, model);
+        old.query_rows("ALTER TABLE measurements DROP COLUMN reference_us").unwrap();
+        old.query_rows("DELETE FROM _sqlx_migrations WHERE version > 2").unwrap();
+        drop(old);
+        let c = Store::open(dir.path().join("c.db")).unwrap();
+        let r = c.import(dir.path().join("old.db")).unwrap();
+        assert_eq!(r.added.iter().find(|(t, _)| t == "measurements").unwrap().1, 1, "{r:?}");
+        let m = c.find_model("h", "{}").unwrap().unwrap();
+        let rows = c.measurements("phone", m.id).unwrap();
+        assert_eq!((rows[0].median_us, rows[0].reference_us), (100.0, None));
     }
 
     #[test]

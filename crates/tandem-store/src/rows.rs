@@ -250,6 +250,11 @@ pub struct MeasurementRow {
     pub env_id: Option<i64>,
     /// When it was taken.
     pub measured_at: String,
+    /// The reference kernel's median over the same rounds, on the same processor (schema 3): the
+    /// host's speed while this was measured. `None` where no reference was timed with it.
+    #[sqlx(default)]
+    #[serde(default)]
+    pub reference_us: Option<f64>,
 }
 
 /// `unsupported`: an op a processor cannot run.

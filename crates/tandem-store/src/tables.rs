@@ -287,14 +287,14 @@ impl Store {
         write_all!(self, "storing measurements", rows, |m: &MeasurementRow| sqlx::query(
             "INSERT INTO measurements (session_id, device_id, model_id, op_id, processor_id, target, variant, \
              split_axis, ratio_start, ratio_end, context, samples, median_us, p10_us, p90_us, mean_us, cv, \
-             outliers_dropped, env_id, measured_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             outliers_dropped, env_id, measured_at, reference_us) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (device_id, model_id, ifnull(op_id, -1), processor_id, target, variant, context) \
              DO UPDATE SET session_id = excluded.session_id, split_axis = excluded.split_axis, \
              ratio_start = excluded.ratio_start, ratio_end = excluded.ratio_end, samples = excluded.samples, \
              median_us = excluded.median_us, p10_us = excluded.p10_us, p90_us = excluded.p90_us, \
              mean_us = excluded.mean_us, cv = excluded.cv, outliers_dropped = excluded.outliers_dropped, \
-             env_id = excluded.env_id, measured_at = excluded.measured_at"
+             env_id = excluded.env_id, measured_at = excluded.measured_at, reference_us = excluded.reference_us"
         )
         .bind(m.session_id)
         .bind(m.device_id.clone())
@@ -315,7 +315,8 @@ impl Store {
         .bind(m.cv)
         .bind(m.outliers_dropped)
         .bind(m.env_id)
-        .bind(ts(&m.measured_at)))
+        .bind(ts(&m.measured_at))
+        .bind(m.reference_us))
     }
 
     /// A device's measurements of a model, in key order (op, processor, target, variant, context).

@@ -31,7 +31,7 @@ use crate::table::Table;
 ///   "whole_in_plan": [ .. the same for whole-op stages and `single:` baselines timed in plan runs .. ],
 ///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],   // src == dst: joining a split's parts there
 ///   "repeatability": {n, mape, within_10pct},   // ops above 50 µs predicted by identical twins
-///   "training": {models, probe_models, op_samples, model_samples, transfer_samples, skipped},
+///   "training": {models, probe_models, op_samples, model_samples, transfer_samples, skipped, paired_samples, typical_reference_us {processor: µs}},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
 /// ```
 ///
@@ -189,6 +189,43 @@ pub struct TrainingJson {
     pub plan_stage_samples: usize,
     /// Measurements left out because their time was not a positive finite number.
     pub skipped: usize,
+    /// Timings brought to their processor's typical speed by the reference kernel timed with them
+    /// (0 with `--unpaired`, or for profiles taken before tandem timed one).
+    pub paired_samples: usize,
+    /// Per processor, the typical speed they were brought to: the median of the reference kernel's
+    /// time over the processor's whole-model measurements, µs.
+    pub typical_reference_us: BTreeMap<String, f64>,
+}
+
+/// How [`training_set`] brought paired timings to one speed.
+#[derive(Debug, Default)]
+struct Pairing {
+    rows: usize,
+    typical_us: BTreeMap<String, f64>,
+}
+
+impl Pairing {
+    /// Per processor, the median reference over its whole-model rows: one reading per model measured,
+    /// whatever its op count.
+    fn typical(all: &[(usize, Vec<MeasurementRow>)]) -> BTreeMap<String, f64> {
+        let mut by_processor: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for r in all.iter().flat_map(|(_, rows)| rows).filter(|r| r.target == Target::Model) {
+            if let Some(reference) = r.reference_us.filter(|v| v.is_finite() && *v > 0.0) {
+                by_processor.entry(r.processor_id.clone()).or_default().push(reference);
+            }
+        }
+        by_processor.into_iter().map(|(p, v)| (p, tandem_profile::percentile(&v, 0.5))).collect()
+    }
+
+    /// `r`'s time at its processor's typical speed: its median scaled by typical / paired reference,
+    /// when it has a reference and the processor a typical one.
+    fn bring(&mut self, r: &mut MeasurementRow) {
+        let (Some(reference), Some(&typical)) = (r.reference_us.filter(|v| v.is_finite() && *v > 0.0), self.typical_us.get(&r.processor_id)) else {
+            return;
+        };
+        r.median_us *= typical / reference;
+        self.rows += 1;
+    }
 }
 
 /// Runs `tandem fit`.
@@ -198,19 +235,34 @@ pub fn run(args: &FitArgs, db: &Path, json: bool) -> Result<()> {
         Some(d) => d.clone(),
         None => tandem_device::Device::discover()?.id,
     };
-    let out = fit(&store, &device, db)?;
+    let out = fit_with(&store, &device, db, if args.unpaired { Speed::AsMeasured } else { Speed::Paired })?;
     if json {
         return super::print_json(&out);
     }
     print_tables(&out)
 }
 
+/// Which speed the timings are fitted at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speed {
+    /// Timings taken with the paired reference kernel are brought to their processor's typical speed
+    /// (see [`training_set`]); the others are used as measured.
+    Paired,
+    /// Every timing as measured.
+    AsMeasured,
+}
+
 /// Fits cost models on every measurement of `device` in the store, evaluates them on held-out data and
 /// stores them as a new version (`db` names the database in messages).
 pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
+    fit_with(store, device, db, Speed::Paired)
+}
+
+/// [`fit`], at the given [`Speed`].
+pub fn fit_with(store: &Store, device: &str, db: &Path, speed: Speed) -> Result<FitJson> {
     let started = Instant::now();
     let device = device.to_string();
-    let (set, models, skipped) = training_set(store, &device)?;
+    let (set, models, skipped, pairing) = training_set(store, &device, speed)?;
     if set.ops.is_empty() {
         let others: Vec<String> = store.devices()?.into_iter().map(|d| d.id).filter(|d| *d != device).collect();
         let hint = if others.is_empty() {
@@ -287,6 +339,8 @@ pub fn fit(store: &Store, device: &str, db: &Path) -> Result<FitJson> {
             plan_part_samples: set.plan_parts.len(),
             plan_stage_samples: set.plan_stages.len(),
             skipped,
+            paired_samples: pairing.rows,
+            typical_reference_us: pairing.typical_us,
         },
         rows_stored: rows.len(),
         fit_s: report.fit_s,
@@ -309,18 +363,30 @@ fn recorded_axes(params: &mut BTreeMap<String, i64>, output_shape: &str) {
 }
 
 /// Reads the device's measurements into the cost crate's training structs. Returns the set, the number
-/// of models with measurements, and the number of measurements skipped as unusable.
-fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usize)> {
+/// of models with measurements, the number of measurements skipped as unusable, and how timings were
+/// brought to one speed.
+///
+/// Why bring them to one speed: the host's speed moves within seconds, so models profiled minutes apart
+/// were timed at speeds 10-20% apart, and a model fitted on some of them cannot predict another better
+/// than that. A whole model and its ops in context carry the reference kernel's time from the same
+/// rounds (`reference_us`, see tandem-profile's reference module); scaling them by typical / paired
+/// reference gives their time at the processor's typical speed, so every model is fitted and held out
+/// at one speed. Isolated ops and split parts are timed without the kernel and stay as measured.
+fn training_set(store: &Store, device: &str, speed: Speed) -> Result<(TrainingSet, usize, usize, Pairing)> {
     let mut set = TrainingSet::default();
     let mut skipped = 0;
     let all = store.models()?;
-    let mut with_data = 0;
-    for m in &all {
+    let mut measured = vec![];
+    for (i, m) in all.iter().enumerate() {
         let measurements = store.measurements(device, m.id)?;
-        if measurements.is_empty() {
-            continue;
+        if !measurements.is_empty() {
+            measured.push((i, measurements));
         }
-        with_data += 1;
+    }
+    let mut pairing = Pairing { typical_us: if speed == Speed::Paired { Pairing::typical(&measured) } else { BTreeMap::new() }, ..Default::default() };
+    let with_data = measured.len();
+    for (i, measurements) in measured {
+        let m = &all[i];
         let name = training_name(&all, m);
         if tandem_graph::zoo::probe::is_probe(&m.name) {
             set.training_only.push(name.clone());
@@ -336,11 +402,12 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
                 (o.op_id, f)
             })
             .collect();
-        for r in measurements {
+        for mut r in measurements {
             if !(r.median_us.is_finite() && r.median_us > 0.0) {
                 skipped += 1;
                 continue;
             }
+            pairing.bring(&mut r);
             match r.target {
                 Target::Model => set.models.push(ModelSample { model: name.clone(), processor: r.processor_id, median_us: r.median_us }),
                 Target::Op | Target::SplitPart => match op_sample(&name, &ops, r) {
@@ -359,7 +426,7 @@ fn training_set(store: &Store, device: &str) -> Result<(TrainingSet, usize, usiz
             skipped += 1;
         }
     }
-    Ok((set, with_data, skipped))
+    Ok((set, with_data, skipped, pairing))
 }
 
 /// The name model `m` has in the training set and in the cost models (`in_plan_of_model`): its file
@@ -467,6 +534,14 @@ fn print_tables(out: &FitJson) -> Result<()> {
         out.fit_s,
         out.evaluate_s
     );
+    if t.paired_samples > 0 {
+        let typical: Vec<String> = t.typical_reference_us.iter().map(|(p, us)| format!("{p} {us:.0} µs")).collect();
+        s.push_str(&format!(
+            "{} timings brought to their processor's typical speed by the reference kernel timed with them (typical kernel: {}; --unpaired fits them as measured)\n\n",
+            t.paired_samples,
+            typical.join(", ")
+        ));
+    }
     s.push_str("held-out accuracy per processor and op kind (5-fold over ops, in context):\n");
     let mut table = Table::new(&["processor", "op kind", "samples", "held out", "mape %", "within ±10% %", "model"]);
     for k in &out.models {

@@ -135,6 +135,57 @@ fn probe_networks_train_the_fit_and_are_never_held_out() {
     assert!(stdout(&o).contains("1 of them probe networks"), "{}", stdout(&o));
 }
 
+/// Each model's leave-one-model-out error on `cpu:0`, fitted at `speed` (`[]` or `["--unpaired"]`).
+fn lomo_errors(db: &Path, speed: &[&str]) -> Vec<(String, f64)> {
+    let mut args = vec!["fit", "--db", db.to_str().unwrap(), "--json"];
+    args.extend(speed);
+    let o = tandem(&args);
+    assert!(o.status.success(), "fit failed: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lomo = v["leave_one_model_out"].as_array().unwrap();
+    lomo.iter().filter(|l| l["processor"] == "cpu:0").map(|l| (l["model"].as_str().unwrap().to_string(), l["error"].as_f64().unwrap())).collect()
+}
+
+#[test]
+fn a_model_profiled_while_the_host_ran_slower_fits_as_if_it_had_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let dbs = db.to_str().unwrap();
+    for model in ["resnet", "mobilenet", "transformer"] {
+        let o = tandem(&["profile", model, "--db", dbs, "--budget-ms", "5", "--no-transfers", "--processors", "cpu:0", "--json"]);
+        assert!(o.status.success(), "profile {model}: {}", stderr(&o));
+    }
+    // The whole model and its ops in context carry the reference kernel's time from their rounds;
+    // ops alone and split parts do not.
+    assert_eq!(count(&db, "select count(*) from measurements where context = 'in_model' and not reference_us > 0"), 0);
+    assert_eq!(count(&db, "select count(*) from measurements where context = 'isolated' and reference_us is not null"), 0);
+    let v = fit_json(&db);
+    assert_eq!(v["training"]["paired_samples"].as_i64().unwrap(), count(&db, "select count(*) from measurements where reference_us > 0"));
+    assert!(v["training"]["typical_reference_us"]["cpu:0"].as_f64().unwrap() > 0.0, "{}", v["training"]);
+    let (paired, unpaired) = (lomo_errors(&db, &[]), lomo_errors(&db, &["--unpaired"]));
+
+    // The host runs mobilenet's whole profile 1.5x slower: every timing of it, and the reference
+    // kernel timed with them, take 1.5x as long.
+    let store = tandem_store::Store::open(&db).unwrap();
+    store
+        .query_rows(
+            "UPDATE measurements SET median_us = median_us * 1.5, reference_us = reference_us * 1.5 \
+             WHERE context = 'in_model' AND model_id = (SELECT id FROM models WHERE name = 'mobilenet')",
+        )
+        .unwrap();
+    drop(store);
+    let error = |errors: &[(String, f64)]| errors.iter().find(|(m, _)| m == "mobilenet").unwrap().1;
+    let (slow_paired, slow_unpaired) = (lomo_errors(&db, &[]), lomo_errors(&db, &["--unpaired"]));
+    // Fitted as measured, its prediction from the other models is now a third too fast...
+    assert!(((1.0 + error(&slow_unpaired)) * 1.5 / (1.0 + error(&unpaired)) - 1.0).abs() < 0.02, "{unpaired:?} then {slow_unpaired:?}");
+    // ...brought to one speed, it is predicted as before, and so are the models it trains for.
+    for ((model, before), (_, after)) in paired.iter().zip(&slow_paired) {
+        assert!((after - before).abs() < 0.01, "{model}: error {before} at the host's speed, {after} slowed down");
+    }
+    let o = tandem(&["fit", "--db", dbs]);
+    assert!(stdout(&o).contains("brought to their processor's typical speed"), "{}", stdout(&o));
+}
+
 #[test]
 fn fit_on_an_empty_database_says_to_profile_first() {
     let dir = tempfile::tempdir().unwrap();
