@@ -608,7 +608,7 @@ pub fn fit_and_evaluate(device: &str, set: &TrainingSet, opts: &FitOptions) -> R
     let prepared = Prepared::new(set)?;
     let started = Instant::now();
     let processors = prepared.fit(&|_| true, &|_| true, opts);
-    let models = CostModels { device: device.to_string(), version: 0, processors, transfers: TransferModels::fit(&set.transfers) };
+    let models = CostModels { device: device.to_string(), version: 0, processors, transfers: TransferModels::fit(&set.transfers), speed: set.typical_reference_us.clone() };
     if !models.is_valid() {
         return Err(CostError::NotFinite("the fitted models".into()));
     }

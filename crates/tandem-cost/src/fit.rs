@@ -341,7 +341,7 @@ fn stage_points(set: &TrainingSet) -> Result<Vec<(String, String, StagePoint)>, 
 pub fn fit(device: &str, set: &TrainingSet, opts: &FitOptions) -> Result<CostModels, CostError> {
     let prepared = Prepared::new(set)?;
     let processors = prepared.fit(&|_| true, &|_| true, opts);
-    let models = CostModels { device: device.to_string(), version: 0, processors, transfers: TransferModels::fit(&set.transfers) };
+    let models = CostModels { device: device.to_string(), version: 0, processors, transfers: TransferModels::fit(&set.transfers), speed: set.typical_reference_us.clone() };
     if !models.is_valid() {
         return Err(CostError::NotFinite("the fitted models".into()));
     }

@@ -89,7 +89,7 @@ pub use eval::{fit_and_evaluate, Accuracy, FitReport, HeldOut, KindAccuracy, Kin
 pub use fit::{fit, FitOptions};
 pub use models::{reference_of, CostModels, ProcessorModels, MIN_OWN_PARTS};
 pub use opmodel::{ContextModels, FamilyModel, OpFitOptions, OpModel, Tried};
-pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, IN_PLAN_OF_MODEL, STAGE, TRANSFER};
+pub use records::{ModelRecord, ANY_PAIR, IN_PLAN, IN_PLAN_OF_MODEL, SPEED, STAGE, TRANSFER};
 pub use sample::{Context, KernelParams, ModelSample, OpFeatures, OpSample, PartSpec, PlanPartSample, PlanStageSample, TrainingSet, TransferSample};
 pub use stage::{StageForm, StageModel, StagePoint, Weighting};
 pub use term::{Family, Term};

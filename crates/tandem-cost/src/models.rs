@@ -171,6 +171,10 @@ pub struct CostModels {
     pub processors: Vec<ProcessorModels>,
     /// Hand-overs between processors.
     pub transfers: TransferModels,
+    /// Per processor, the reference kernel's typical time the models predict at, µs (see
+    /// [`crate::TrainingSet::typical_reference_us`]); empty for models fitted on timings as measured.
+    #[serde(default)]
+    pub speed: BTreeMap<String, f64>,
 }
 
 impl CostModels {

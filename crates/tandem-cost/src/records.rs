@@ -7,8 +7,9 @@
 //! also names the processor's reference, `"reference": "cpu:0"`, when its models build on another
 //! processor's predictions), a `stage` row per processor, `in_plan` and `whole_in_plan` rows (the
 //! calibrations learnt from plan runs, and `in_plan:<model>` and `whole_in_plan:<model>` rows for
-//! models' own), and `transfer` rows whose processor is `src->dst` (or `*` for the model pooled over
-//! all pairs).
+//! models' own), `transfer` rows whose processor is `src->dst` (or `*` for the model pooled over
+//! all pairs), and a `speed` row per processor whose timings were brought to one speed
+//! (`{"typical_reference_us": 196.1}`, see [`CostModels::speed`]).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,8 @@ use crate::CostError;
 
 /// `op_kind` of stage rows.
 pub const STAGE: &str = "stage";
+/// `op_kind` of the rows holding the speed a processor's models predict at.
+pub const SPEED: &str = "speed";
 /// `op_kind` of in-plan calibration rows.
 pub const IN_PLAN: &str = "in_plan";
 /// `op_kind` prefix of the rows of a model's own in-plan calibration: `in_plan:<model>`.
@@ -175,6 +178,9 @@ impl FitReport {
             within_10pct: t.pooled_accuracy.map(|a| a.within_10pct),
             fallback_of: (t.pooled_samples == 0).then(|| "unmeasured".to_string()),
         });
+        for (processor, us) in &self.models.speed {
+            out.push(ModelRecord { processor: processor.clone(), op_kind: SPEED.into(), params: json!({ "typical_reference_us": us }), samples: 0, mape: None, within_10pct: None, fallback_of: None });
+        }
         for r in &out {
             let finite = all_finite(&r.params)
                 && r.mape.map(f64::is_finite).unwrap_or(true)
@@ -210,7 +216,14 @@ impl CostModels {
         let bad = |r: &ModelRecord, e: serde_json::Error| CostError::Params { processor: r.processor.clone(), op_kind: r.op_kind.clone(), message: e.to_string() };
         let mut processors: BTreeMap<String, ProcessorModels> = BTreeMap::new();
         let mut transfers = TransferModels { pairs: vec![], pooled: TransferModel::UNMEASURED, pooled_samples: 0, pooled_accuracy: None };
+        let mut speed = BTreeMap::new();
         for r in records {
+            if r.op_kind == SPEED {
+                if let Some(us) = r.params.get("typical_reference_us").and_then(Value::as_f64) {
+                    speed.insert(r.processor.clone(), us);
+                }
+                continue;
+            }
             if r.op_kind == TRANSFER {
                 let model: TransferModel = serde_json::from_value(r.params.clone()).map_err(|e| bad(r, e))?;
                 if r.processor == ANY_PAIR {
@@ -269,7 +282,7 @@ impl CostModels {
                 }
             }
         }
-        let mut models = CostModels { device: device.to_string(), version, processors: processors.into_values().collect(), transfers };
+        let mut models = CostModels { device: device.to_string(), version, processors: processors.into_values().collect(), transfers, speed };
         models.reindex();
         Ok(models)
     }

@@ -409,6 +409,12 @@ pub struct TrainingSet {
     /// leave-one-model-out evaluation never leaves one out, since they are not models anyone runs.
     #[serde(default)]
     pub training_only: Vec<String>,
+    /// Per processor, the speed the timings were brought to: the reference kernel's typical time
+    /// there, µs (tandem-profile's reference module). Empty when they are as measured. The fitted
+    /// models predict at this speed and keep it ([`crate::CostModels::speed`]), so that a run can tell how
+    /// fast the host is running against it.
+    #[serde(default)]
+    pub typical_reference_us: BTreeMap<String, f64>,
 }
 
 impl TrainingSet {

@@ -143,9 +143,12 @@ fn stored_records_rebuild_the_same_predictions() {
     for bytes in [4096.0, 65536.0, 1048576.0] {
         set.transfers.push(TransferSample { src: "cpu:0".into(), dst: "cpu:1".into(), bytes, median_us: 10.0 + bytes / 4000.0 });
     }
+    set.typical_reference_us.insert("cpu:0".into(), 196.5);
     let report = fit_and_evaluate("dev", &set, &FitOptions::default()).unwrap();
     assert!(report.slices.iter().any(|s| s.slice == "split_part" && s.accuracy.n == 40), "{:?}", report.slices);
     let records = report.records().unwrap();
+    // The speed the timings were brought to comes back with the models.
+    assert_eq!(CostModels::from_records("dev", 1, &records).unwrap().speed, set.typical_reference_us);
     // Every stored number is finite, and the rows come back as the same models.
     for r in &records {
         assert!(r.mape.is_none_or(f64::is_finite) && r.within_10pct.is_none_or(f64::is_finite), "{r:?}");

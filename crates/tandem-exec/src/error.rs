@@ -81,6 +81,14 @@ pub enum ExecError {
         /// What went wrong.
         reason: String,
     },
+    /// The reference kernel timed beside the plan to read the host's speed could not run.
+    #[error("the reference kernel on {processor} failed: {reason}")]
+    Reference {
+        /// The processor.
+        processor: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// `Result` with [`ExecError`].

@@ -40,7 +40,7 @@ mod verify;
 pub use adaptive::{Adaptive, AdaptiveOptions, Event, Replanner, Served};
 pub use error::{ExecError, Result};
 pub use executor::{ExecOptions, Executor, Outcome, StageTime, StreamOutcome};
-pub use measure::{measure, Baseline, MeasureOptions, RunReport, StageReport, StreamReport, TransferReport, Verdict};
+pub use measure::{measure, Baseline, HostSpeed, KernelSpeed, MeasureOptions, RunReport, StageReport, StreamReport, TransferReport, Verdict};
 pub use trace::chrome_trace;
 pub use monitor::{Detection, Monitor, MonitorOptions, Reading};
 pub use verify::{failure, verify, OutputCheck};

@@ -19,6 +19,7 @@
 //! in the figure); a baseline is timed inside its worker around tract's run (what calling tract
 //! directly costs). The comparison is therefore conservative for the plan.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tandem_cost::synthetic::Rng;
 use tandem_device::{Processor, ProcessorKind, Worker};
 use tandem_plan::Timeline;
+use tandem_profile::reference::Kernel;
 use tandem_profile::{summarize, StopRule, Summary};
 use tract_onnx::tract_core::plan::SimpleState;
 
@@ -46,6 +48,12 @@ pub struct MeasureOptions {
     pub baselines: bool,
     /// Also run this many requests pipelined.
     pub stream: Option<usize>,
+    /// Per processor, the reference kernel's typical time the plan's cost models predict at, µs
+    /// (`tandem_cost::CostModels::speed`). With it, the kernel is timed in every round on each of the
+    /// plan's processors that has one, and the report gives the host's speed and the prediction at it
+    /// ([`HostSpeed`]).
+    #[serde(default)]
+    pub typical_reference_us: BTreeMap<String, f64>,
 }
 
 impl Default for MeasureOptions {
@@ -56,6 +64,7 @@ impl Default for MeasureOptions {
             tolerance: 1e-4,
             baselines: true,
             stream: None,
+            typical_reference_us: BTreeMap::new(),
         }
     }
 }
@@ -75,6 +84,36 @@ pub struct Baseline {
     pub samples: usize,
     /// Coefficient of variation.
     pub cv: f64,
+}
+
+/// How fast the host ran during the measurement, against the speed the cost models predict at.
+///
+/// The host's speed moves by 10-20% within seconds on a shared machine (tandem-profile's reference
+/// module), and the cost models predict at the speed the profiles were brought to. The same reference
+/// kernel, timed in this run's rounds, says how much slower or faster the host runs now; the
+/// prediction scaled by that is what the models predict for the host as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSpeed {
+    /// Per processor of the plan that has a typical time: the kernel's median in this run.
+    pub kernels: Vec<KernelSpeed>,
+    /// The geometric mean of their measured / typical: above 1, the host runs slower than it was
+    /// profiled at.
+    pub slowdown: f64,
+    /// The plan's prediction times `slowdown`, ms.
+    pub predicted_ms: Option<f64>,
+    /// `(predicted_ms - measured) / measured`.
+    pub prediction_error: Option<f64>,
+}
+
+/// The reference kernel on one processor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelSpeed {
+    /// The processor.
+    pub processor: String,
+    /// Its median in this run, µs.
+    pub measured_us: f64,
+    /// Its typical time in the profiles, µs.
+    pub typical_us: f64,
 }
 
 /// One stage, measured beside its prediction.
@@ -221,6 +260,10 @@ pub struct RunReport {
     pub stages: Vec<StageReport>,
     /// Per transfer of the plan.
     pub transfers: Vec<TransferReport>,
+    /// The host's speed during the run, and the prediction at it (with
+    /// [`MeasureOptions::typical_reference_us`]).
+    #[serde(default)]
+    pub host_speed: Option<HostSpeed>,
     /// Median cost of waking a stage on another processor (ready to started), µs, over all stages
     /// released by a stage of another processor; `None` when no stage is.
     pub handover_us: Option<f64>,
@@ -260,6 +303,7 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
         versus_best_baseline: None,
         stages: vec![],
         transfers: vec![],
+        host_speed: None,
         handover_us: None,
         timeline: first.timeline.clone(),
         stream: None,
@@ -271,10 +315,12 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
     }
 
     let baselines = if options.baselines { BaselineRunner::start_all(&graph, processors)? } else { vec![] };
+    let kernels = KernelRunner::start_all(exec.processors(), processors, &options.typical_reference_us)?;
     let rule = &options.rule;
-    let series = 1 + baselines.len();
+    let series = 1 + baselines.len() + kernels.len();
     let mut plan_runs: Vec<Outcome> = vec![];
     let mut base_samples: Vec<Vec<f64>> = vec![vec![]; baselines.len()];
+    let mut kernel_samples: Vec<Vec<f64>> = vec![vec![]; kernels.len()];
     // The plan's runs start on its home processor's cores, where the caller runs its stages: pinned
     // once for the series instead of moving there and back every run.
     let _pin = exec.pin_caller();
@@ -291,10 +337,17 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
                         plan_runs.push(outcome);
                     }
                 }
-                b => {
+                b if b <= baselines.len() => {
                     let us = baselines[b - 1].time(&inputs)?;
                     if keep {
                         base_samples[b - 1].push(us);
+                    }
+                }
+                k => {
+                    let k = k - 1 - baselines.len();
+                    let us = kernels[k].time()?;
+                    if keep {
+                        kernel_samples[k].push(us);
                     }
                 }
             }
@@ -313,6 +366,13 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
     let summary = summarize(&latencies);
     let median_ms = summary.median_us / 1e3;
     report.prediction_error = report.predicted_ms.map(|p| (p - median_ms) / median_ms);
+    if !kernels.is_empty() {
+        let speeds: Vec<KernelSpeed> =
+            kernels.iter().zip(&kernel_samples).map(|(k, s)| KernelSpeed { processor: k.processor.clone(), measured_us: summarize(s).median_us, typical_us: k.typical_us }).collect();
+        let slowdown = (speeds.iter().map(|k| (k.measured_us / k.typical_us).ln()).sum::<f64>() / speeds.len() as f64).exp();
+        let predicted_ms = report.predicted_ms.map(|p| p * slowdown);
+        report.host_speed = Some(HostSpeed { kernels: speeds, slowdown, predicted_ms, prediction_error: predicted_ms.map(|p| (p - median_ms) / median_ms) });
+    }
     report.baselines = baselines
         .iter()
         .zip(&base_samples)
@@ -424,6 +484,42 @@ fn handover(exec: &Executor, runs: &[Outcome]) -> Option<f64> {
 }
 
 type State = SimpleState<tract_onnx::prelude::TypedFact, Box<dyn tract_onnx::prelude::TypedOp>>;
+
+/// The profiler's reference kernel on one of the plan's processors, on a worker pinned to it.
+struct KernelRunner {
+    processor: String,
+    typical_us: f64,
+    worker: Worker,
+    kernel: Arc<Mutex<Kernel>>,
+}
+
+impl KernelRunner {
+    /// One runner per processor of `used` that is a CPU processor of `processors` with a typical time.
+    fn start_all(used: &[String], processors: &[Processor], typical: &BTreeMap<String, f64>) -> Result<Vec<KernelRunner>> {
+        let mut runners = vec![];
+        for p in processors.iter().filter(|p| p.kind == ProcessorKind::Cpu && used.contains(&p.id)) {
+            let Some(&typical_us) = typical.get(&p.id).filter(|t| t.is_finite() && **t > 0.0) else { continue };
+            let worker = Worker::spawn(p)?;
+            let threads = p.threads;
+            match worker.run(move || Kernel::new(threads))? {
+                Ok(kernel) => runners.push(KernelRunner { processor: p.id.clone(), typical_us, worker, kernel: Arc::new(Mutex::new(kernel)) }),
+                Err(e) => tracing::warn!(processor = %p.id, error = %chain(&e), "the reference kernel does not build here: the host's speed is not measured on it"),
+            }
+        }
+        Ok(runners)
+    }
+
+    /// One warm run, timed inside the worker, µs.
+    fn time(&self) -> Result<f64> {
+        let kernel = self.kernel.clone();
+        let processor = self.processor.clone();
+        match self.worker.run(move || kernel.lock().unwrap_or_else(|e| e.into_inner()).time().map_err(|e| chain(&e))) {
+            Ok(Ok(us)) => Ok(us),
+            Ok(Err(reason)) => Err(ExecError::Reference { processor, reason }),
+            Err(e) => Err(ExecError::Reference { processor, reason: e.to_string() }),
+        }
+    }
+}
 
 /// The whole model compiled for one processor, on a worker pinned to it.
 struct BaselineRunner {

@@ -385,6 +385,30 @@ fn a_failing_stage_ends_the_request_with_an_error_and_the_executor_goes_on() {
 }
 
 #[test]
+fn the_hosts_speed_is_read_on_the_plans_processors_that_have_a_typical_time() {
+    let d = device();
+    let (a, b) = configurations(&d)[0].clone();
+    let g = zoo("resnet", 0);
+    let plan = sketch::sketch(&g, &d.id, &split_case(&g, 1, &a, &b).unwrap()).unwrap();
+    let exec = Executor::with_options(g.clone(), &plan, &d.processors, options()).unwrap();
+    // A typical time for the plan's first processor, and for one the device lacks.
+    let typical = [(a.clone(), 200.0), ("cpu:99".to_string(), 1.0)].into_iter().collect();
+    let rule = StopRule { warmup: 1, min_samples: 3, max_samples: 5, target_ci: 0.5, budget_s: 0.05 };
+    let options = MeasureOptions { rule: rule.clone(), baselines: false, typical_reference_us: typical, ..Default::default() };
+    let r = tandem_exec::measure(&exec, &d.processors, &options).unwrap();
+    let h = r.host_speed.expect("the host's speed");
+    let kernels: Vec<&str> = h.kernels.iter().map(|k| k.processor.as_str()).collect();
+    assert_eq!(kernels, [a.as_str()]);
+    let k = &h.kernels[0];
+    assert!(k.measured_us > 0.0 && k.typical_us == 200.0, "{k:?}");
+    assert!((h.slowdown - k.measured_us / 200.0).abs() < 1e-12, "{h:?}");
+    assert_eq!((h.predicted_ms, h.prediction_error), (None, None), "a sketched plan predicts nothing");
+    // Without typical times nothing is timed beside the plan.
+    let options = MeasureOptions { rule, baselines: false, ..Default::default() };
+    assert_eq!(tandem_exec::measure(&exec, &d.processors, &options).unwrap().host_speed, None);
+}
+
+#[test]
 fn measure_verifies_times_against_baselines_and_traces() {
     let d = device();
     let (a, b) = configurations(&d)[0].clone();

@@ -426,6 +426,7 @@ fn training_set(store: &Store, device: &str, speed: Speed) -> Result<(TrainingSe
             skipped += 1;
         }
     }
+    set.typical_reference_us = pairing.typical_us.clone();
     Ok((set, with_data, skipped, pairing))
 }
 

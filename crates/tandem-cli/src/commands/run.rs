@@ -30,6 +30,8 @@ use crate::table::Table;
 ///   "versus_best_baseline": "faster" | "slower" | "indistinguishable" | null,
 ///   "stages": [{stage, processor, ops, part, measured_us, p90_us, start_us, end_us, wait_us, predicted_us, predicted_start_us}],
 ///   "transfers": [{from_stage, to_stage, src, dst, bytes, measured_us, predicted_us}],
+///   "host_speed": {kernels: [{processor, measured_us, typical_us}], slowdown, predicted_ms, prediction_error} | null,
+///                                                               // the reference kernel timed beside the plan
 ///   "handover_us", "timeline": {latency_us, period_us, spans},
 ///   "stream": {requests, window, rps, predicted_rps, sequential_rps, latency_median_ms, elapsed_ms} | null,
 ///   "trace": path | null, "elapsed_s" }
@@ -114,6 +116,18 @@ pub fn execute(graph: Arc<Graph>, plan_id: i64, store: &Store, device: &Device, 
     let plan = stored_plan(&graph, plan_id, store, device)?;
     let env_before = EnvSnapshot::take(device);
     let exec = Executor::new(graph.clone(), &plan, &device.processors)?;
+    // The speed the plan's cost models predict at: the host's speed is read against it.
+    let mut options = options.clone();
+    if let Some(version) = plan.cost_model_version {
+        let rows = store.cost_models(&device.id, version)?;
+        for r in rows.iter().filter(|r| r.op_kind == tandem_cost::SPEED) {
+            let params: serde_json::Value = serde_json::from_str(&r.params).unwrap_or_default();
+            if let Some(us) = params["typical_reference_us"].as_f64() {
+                options.typical_reference_us.insert(r.processor_id.clone(), us);
+            }
+        }
+    }
+    let options = &options;
     let report = tandem_exec::measure(&exec, &device.processors, options)?;
     let env_after = EnvSnapshot::take(device);
     if let Some(path) = trace {
@@ -331,6 +345,14 @@ fn print_summary(done: &Executed) -> Result<()> {
             _ => String::new(),
         };
         out.push_str(&format!("measured: median {:.3} ms, p90 {:.3} ms over {} runs{predicted}\n", m.median, m.p90, m.samples));
+        if let Some(h) = &r.host_speed {
+            let kernels: Vec<String> = h.kernels.iter().map(|k| format!("{} {:.0} µs against {:.0}", k.processor, k.measured_us, k.typical_us)).collect();
+            let at_speed = match (h.predicted_ms, h.prediction_error) {
+                (Some(p), Some(e)) => format!("; predicted at this speed {p:.3} ms ({:+.1}%)", e * 100.0),
+                _ => String::new(),
+            };
+            out.push_str(&format!("host speed: {:.2}x the profiles' time (reference kernel {}){at_speed}\n", h.slowdown, kernels.join(", ")));
+        }
         let mut t = Table::new(&["baseline", "median ms", "p90 ms", "plan speedup"]);
         for b in &r.baselines {
             t.row(vec![b.name.clone(), format!("{:.3}", b.measured_ms), format!("{:.3}", b.p90_ms), format!("{:.2}", b.measured_ms / m.median)]);

@@ -23,6 +23,12 @@ fn auto_runs_the_whole_pipeline_from_an_empty_database_then_reuses_it() {
         assert!(v[field].as_f64().is_some_and(f64::is_finite), "{field}: {}", v[field]);
     }
     assert!(v["measured_ms"]["median"].as_f64().unwrap() > 0.0);
+    // The host's speed, read by the profiles' reference kernel on the plan's processors, and the
+    // prediction at it: the plan's times that.
+    let h = &v["host_speed"];
+    let slowdown = h["slowdown"].as_f64().unwrap_or_else(|| panic!("host_speed: {h}"));
+    assert!(!h["kernels"].as_array().unwrap().is_empty(), "{h}");
+    assert!((h["predicted_ms"].as_f64().unwrap() - v["predicted_ms"].as_f64().unwrap() * slowdown).abs() < 1e-9, "{h}");
     let baselines: Vec<&str> = v["baselines"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
     assert!(baselines.contains(&"single:cpu:0"), "{baselines:?}");
     assert_eq!(v["steps"]["fit"]["fitted"], true);
