@@ -35,7 +35,7 @@ fn main() {
     let device = tandem_device::Device::discover().expect("device");
     let core = device.processors.iter().find(|p| p.id == "cpu:0").expect("cpu:0");
     tandem_device::pin_current_thread(&core.cores).expect("pinned to cpu:0");
-    let mut kernel = Kernel::new(1).expect("the reference kernel");
+    let mut kernel = Kernel::new().expect("the reference kernel");
     let mut state = SimpleState::new(&tandem_profile::measure::compile(g.optimized(), 1).expect("the model compiles")).expect("a state");
     let inputs = g.random_inputs(0);
     let warmup = 5;

@@ -500,8 +500,7 @@ impl KernelRunner {
         for p in processors.iter().filter(|p| p.kind == ProcessorKind::Cpu && used.contains(&p.id)) {
             let Some(&typical_us) = typical.get(&p.id).filter(|t| t.is_finite() && **t > 0.0) else { continue };
             let worker = Worker::spawn(p)?;
-            let threads = p.threads;
-            match worker.run(move || Kernel::new(threads))? {
+            match worker.run(Kernel::new)? {
                 Ok(kernel) => runners.push(KernelRunner { processor: p.id.clone(), typical_us, worker, kernel: Arc::new(Mutex::new(kernel)) }),
                 Err(e) => tracing::warn!(processor = %p.id, error = %chain(&e), "the reference kernel does not build here: the host's speed is not measured on it"),
             }

@@ -38,7 +38,11 @@ pub fn time(worker: &Worker) -> Result<f64> {
 }
 
 /// The paired reference: the zoo resnet's heaviest op (a 3x3 convolution, about 200 µs on one core of
-/// the 2-core development machine), compiled for the processor's threads. Fixed weights and input, so
+/// the 2-core development machine), single-threaded on whichever of the processor's cores the worker
+/// runs it. Single-threaded on a multi-core processor too: on both cores with two threads it read
+/// 129-199 µs within one profile, the most for the small models timed in many rounds (the zoo
+/// transformer on `cpu:0-1`: 199 µs beside 140-157 for the CNNs), which tracked the pool's wake-ups
+/// rather than the cores' speed and put that model 47% off. Fixed weights and input, so
 /// its time depends only on the processor's speed at the moment; long enough to be timed to a few
 /// percent in one run, short enough that a round of a whole-model measurement costs little more (two
 /// kernel runs, see [`Kernel::time`]).
@@ -48,15 +52,15 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Builds the kernel for `threads` threads; call it inside the processor's worker.
-    pub fn new(threads: usize) -> TractResult<Kernel> {
+    /// Builds the kernel; call it inside the processor's worker.
+    pub fn new() -> TractResult<Kernel> {
         let model = tandem_graph::zoo::default_model().name;
         let bytes = tandem_graph::zoo::build(model, 0).map_err(|e| tract_onnx::tract_core::internal::format_err!("{e}"))?;
         let graph = tandem_graph::Graph::load_bytes(model, &bytes, &[])?;
         let heaviest = graph.ops.iter().max_by_key(|o| o.cost.flops).map(|o| o.id).unwrap_or(0);
         let stage = graph.stage(&[heaviest])?;
         let inputs = graph.random_values(&stage.inputs, 1);
-        Ok(Kernel { state: SimpleState::new(&compile(&stage.model, threads)?)?, inputs })
+        Ok(Kernel { state: SimpleState::new(&compile(&stage.model, 1)?)?, inputs })
     }
 
     /// One warm run, microseconds: the kernel runs once untimed, then once timed.

@@ -314,7 +314,7 @@ pub fn profile(graph: Arc<Graph>, device: &Device, store: &Store, options: &Prof
                     whole_model_on_gpu(&g, kind, &rule)
                 } else {
                     let plan = compile(g.optimized(), threads)?;
-                    let mut kernel = reference::Kernel::new(threads)?;
+                    let mut kernel = reference::Kernel::new()?;
                     let times = time_model_paired(&plan, &g.random_inputs(0), &rule, Completion::Returned, Some(&mut kernel))?;
                     Ok(WholeModel { times, op_nodes: g.ops.iter().map(|o| o.nodes.clone()).collect(), fallbacks: vec![] })
                 }

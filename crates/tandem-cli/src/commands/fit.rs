@@ -31,7 +31,7 @@ use crate::table::Table;
 ///   "whole_in_plan": [ .. the same for whole-op stages and `single:` baselines timed in plan runs .. ],
 ///   "transfers": [{src, dst, fixed_us, per_byte_us, samples, mape}],   // src == dst: joining a split's parts there
 ///   "repeatability": {n, mape, within_10pct},   // ops above 50 µs predicted by identical twins
-///   "training": {models, probe_models, op_samples, model_samples, transfer_samples, skipped, paired_samples, typical_reference_us {processor: µs}},
+///   "training": {models, probe_models, op_samples, model_samples, transfer_samples, skipped, paired_samples, paired_plan_runs, typical_reference_us {processor: µs}},
 ///   "rows_stored", "fit_s", "evaluate_s", "elapsed_s" }
 /// ```
 ///
@@ -192,6 +192,9 @@ pub struct TrainingJson {
     /// Timings brought to their processor's typical speed by the reference kernel timed with them
     /// (0 with `--unpaired`, or for profiles taken before tandem timed one).
     pub paired_samples: usize,
+    /// Plan runs whose stage and baseline timings were brought to that speed by the kernel timed in
+    /// them (`tandem run`'s `host_speed`).
+    pub paired_plan_runs: usize,
     /// Per processor, the typical speed they were brought to: the median of the reference kernel's
     /// time over the processor's whole-model measurements, µs.
     pub typical_reference_us: BTreeMap<String, f64>,
@@ -201,6 +204,8 @@ pub struct TrainingJson {
 #[derive(Debug, Default)]
 struct Pairing {
     rows: usize,
+    /// Plan runs whose stage timings were brought to the profiles' speed by the kernel timed in them.
+    plan_runs: usize,
     typical_us: BTreeMap<String, f64>,
 }
 
@@ -225,6 +230,24 @@ impl Pairing {
         };
         r.median_us *= typical / reference;
         self.rows += 1;
+    }
+
+    /// For a plan run that timed the reference kernel: per processor the kernel ran on, the factor
+    /// that brings its timings to this fit's typical speed (typical / the run's kernel), and for the
+    /// others (a baseline on a processor the plan does not use) the geometric mean of those factors.
+    /// `None` when no kernel of the run has a typical time here.
+    fn run_factors(&self, h: &tandem_exec::HostSpeed) -> Option<(BTreeMap<String, f64>, f64)> {
+        let per: BTreeMap<String, f64> = h
+            .kernels
+            .iter()
+            .filter_map(|k| Some((k.processor.clone(), self.typical_us.get(&k.processor)? / k.measured_us)))
+            .filter(|(_, f)| f.is_finite() && *f > 0.0)
+            .collect();
+        if per.is_empty() {
+            return None;
+        }
+        let overall = (per.values().map(|f| f.ln()).sum::<f64>() / per.len() as f64).exp();
+        Some((per, overall))
     }
 }
 
@@ -340,6 +363,7 @@ pub fn fit_with(store: &Store, device: &str, db: &Path, speed: Speed) -> Result<
             plan_stage_samples: set.plan_stages.len(),
             skipped,
             paired_samples: pairing.rows,
+            paired_plan_runs: pairing.plan_runs,
             typical_reference_us: pairing.typical_us,
         },
         rows_stored: rows.len(),
@@ -417,7 +441,7 @@ fn training_set(store: &Store, device: &str, speed: Speed) -> Result<(TrainingSe
                 Target::Stage => {}
             }
         }
-        plan_runs(store, device, m.id, &name, &ops, &mut set)?;
+        plan_runs(store, device, m.id, &name, &ops, &mut set, &mut pairing)?;
     }
     for t in store.transfers(device)? {
         if t.median_us.is_finite() && t.median_us > 0.0 && t.bytes >= 0 {
@@ -444,11 +468,13 @@ pub fn training_name(all: &[ModelRow], m: &ModelRow) -> String {
 /// `device`, as the cost crate's samples (`plan_parts` and `plan_stages`). Runs without per-stage
 /// timings (adaptive runs, the dynamics experiment), and parts and stages naming ops the model
 /// lacks, are passed over.
-fn plan_runs(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTreeMap<i64, OpFeatures>, set: &mut TrainingSet) -> Result<()> {
+fn plan_runs(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTreeMap<i64, OpFeatures>, set: &mut TrainingSet, pairing: &mut Pairing) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct Details {
         #[serde(default)]
         stages: Vec<tandem_exec::StageReport>,
+        #[serde(default)]
+        host_speed: Option<tandem_exec::HostSpeed>,
     }
     #[derive(serde::Deserialize)]
     struct Baseline {
@@ -464,7 +490,16 @@ fn plan_runs(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTree
                 continue;
             }
             let Ok(details) = serde_json::from_str::<Details>(&run.details) else { continue };
-            let stage = |processor: &str, ops: Vec<OpFeatures>, measured_us: f64| PlanStageSample { model: name.to_string(), processor: processor.to_string(), ops, measured_us, run: run.id };
+            // Brought to the profiles' speed, as the measurements are, where the run read the host's.
+            let speed = details.host_speed.as_ref().and_then(|h| pairing.run_factors(h));
+            let at_speed = |processor: &str, us: f64| match &speed {
+                Some((per, overall)) => us * per.get(processor).copied().unwrap_or(*overall),
+                None => us,
+            };
+            if speed.is_some() {
+                pairing.plan_runs += 1;
+            }
+            let stage = |processor: &str, ops: Vec<OpFeatures>, measured_us: f64| PlanStageSample { model: name.to_string(), processor: processor.to_string(), ops, measured_us: at_speed(processor, measured_us), run: run.id };
             // The baselines ran interleaved with the plan: the whole model as one stage, each.
             if !details.stages.is_empty() && !whole_model.is_empty() {
                 for b in serde_json::from_str::<Vec<Baseline>>(&run.baselines).unwrap_or_default() {
@@ -493,7 +528,7 @@ fn plan_runs(store: &Store, device: &str, model_id: i64, name: &str, ops: &BTree
                     (share > 0.0 && share <= 1.0).then_some((head, tail))
                 });
                 if let Some((head, tail)) = part {
-                    set.plan_parts.push(PlanPartSample { model: name.to_string(), processor: st.processor.clone(), head, tail, measured_us: st.measured_us });
+                    set.plan_parts.push(PlanPartSample { model: name.to_string(), processor: st.processor.clone(), head, tail, measured_us: at_speed(&st.processor, st.measured_us) });
                 }
             }
         }

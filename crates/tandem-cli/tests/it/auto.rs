@@ -67,6 +67,10 @@ fn the_next_fit_learns_from_the_plan_run_and_auto_keeps_the_best_measured_plan()
     assert!(o.status.success(), "fit failed: {}", stderr(&o));
     let fit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(fit["training"]["plan_part_samples"].as_i64(), Some(parts), "{}", fit["training"]);
+    // The run read the host's speed, and the fit brings its timings to the profiles' speed with it.
+    let read_speed = count(&db, "select count(*) from runs where json_extract(details, '$.host_speed.slowdown') > 0");
+    assert!(read_speed > 0);
+    assert_eq!(fit["training"]["paired_plan_runs"].as_i64(), Some(read_speed), "{}", fit["training"]);
     let in_plan = fit["in_plan"].as_array().unwrap();
     let total: i64 = in_plan.iter().map(|c| c["parts"].as_i64().unwrap()).sum();
     assert_eq!(total, parts);
