@@ -188,10 +188,11 @@ pub(crate) struct Row {
     pub group: usize,
 }
 
-const TERMS: usize = 13;
+const TERMS: usize = 14;
 const ALL_TERMS: [Term; TERMS] = [
     Term::One,
     Term::Macs,
+    Term::ValidMacs,
     Term::Flops,
     Term::BytesIn,
     Term::BytesOut,

@@ -100,6 +100,10 @@ pub struct KernelParams {
     /// For a matrix product, bit `a` set when its activations carry output axis `a`.
     #[serde(default)]
     pub input_axes: u32,
+    /// The share of the kernel's taps over the input rather than its padding, parts per million (0
+    /// when unknown: profiles stored before tandem recorded it, or not a convolution).
+    #[serde(default)]
+    pub valid_taps_ppm: u32,
 }
 
 impl KernelParams {
@@ -121,6 +125,7 @@ impl KernelParams {
             row_axis: get("row_axis"),
             weight_axes: get("weight_axes"),
             input_axes: get("input_axes"),
+            valid_taps_ppm: get("valid_taps_ppm"),
         }
     }
 
@@ -138,6 +143,15 @@ impl KernelParams {
             (1, 2, 3)
         } else {
             (self.channel_axis as usize, self.row_axis as usize, self.row_axis as usize + 1)
+        }
+    }
+
+    /// The share of the taps over the input (1 when unknown).
+    pub fn valid_taps(&self) -> f64 {
+        if self.valid_taps_ppm == 0 {
+            1.0
+        } else {
+            self.valid_taps_ppm as f64 / 1e6
         }
     }
 

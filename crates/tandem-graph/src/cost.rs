@@ -151,7 +151,38 @@ pub(crate) fn features(model: &TypedModel, id: usize) -> std::collections::BTree
             f.insert("row_axis".into(), s.h_axis() as i64);
         }
     }
+    if let Some(ppm) = valid_taps_ppm(model, id, spec) {
+        f.insert("valid_taps_ppm".into(), ppm);
+    }
     f
+}
+
+/// The share of a convolution's or pool's kernel taps that land inside the input rather than on its
+/// padding, in parts per million (1,000,000 when there is no padding). tract's depthwise kernel skips
+/// the taps over padding, so where the output is a few rows tall the work done is well below the
+/// multiply-accumulates counted: ppocr_mobile_v2_cls's 5x5 depthwise convolutions over 2 rows read 2 of
+/// their 5 kernel rows on every output row. The share is separable: along each spatial axis, the valid
+/// taps summed over output positions, over kernel size times output size.
+fn valid_taps_ppm(model: &TypedModel, id: usize, spec: &tract_onnx::tract_core::ops::cnn::PoolSpec) -> Option<i64> {
+    let node = &model.nodes[id];
+    let input = model.outlet_fact(*node.inputs.first()?).ok()?.shape.as_concrete()?.to_vec();
+    let output = node.outputs[0].fact.shape.as_concrete()?.to_vec();
+    let (ishape, oshape) = (spec.data_format.shape(input).ok()?, spec.data_format.shape(output).ok()?);
+    let (ihw, ohw) = (ishape.hw_dims().to_vec(), oshape.hw_dims().to_vec());
+    let padding = spec.computed_padding(&ihw);
+    let mut share = 1.0f64;
+    for (axis, (&out, &dim)) in ohw.iter().zip(&ihw).enumerate() {
+        let (kernel, stride, dilation) = (*spec.kernel_shape.get(axis)?, spec.stride(axis), spec.dilation(axis));
+        let before = padding.get(axis)?.pad_before as isize;
+        let valid: usize = (0..out)
+            .map(|o| (0..kernel).filter(|&k| (0..dim as isize).contains(&((o * stride + k * dilation) as isize - before))).count())
+            .sum();
+        if out == 0 || kernel == 0 {
+            return None;
+        }
+        share *= valid as f64 / (out * kernel) as f64;
+    }
+    Some((share * 1e6).round() as i64)
 }
 
 /// For a matrix product: which output axes its constant operand (the weights) carries, and which

@@ -188,6 +188,32 @@ fn conv_then_activation_chains_split() {
     assert!(checked >= 10, "only {checked} conv+activation chains found");
 }
 
+/// The share of a convolution's or pool's taps over the input, not its padding: 1 without padding,
+/// and for a 3x3 window at stride 1 padded by 1, (3H - 2) / 3H along each axis (the first and last
+/// rows see 2 of the kernel's 3 rows).
+#[test]
+fn convolutions_record_the_share_of_their_taps_over_the_input() {
+    let mut padded = 0;
+    let shared = shared_models().into_iter().map(|(path, shapes)| Graph::load(&path, &shapes).unwrap());
+    for g in zoo_graphs().into_iter().chain(shared) {
+        for op in g.ops.iter().filter(|o| o.features.contains_key("kernel_h")) {
+            let get = |k: &str| op.features[k];
+            let ppm = *op.features.get("valid_taps_ppm").unwrap_or_else(|| panic!("{}: {} {:?}", g.name, op.name, op.features));
+            assert!(0 < ppm && ppm <= 1_000_000, "{}: {} {ppm}", g.name, op.name);
+            if get("kernel_h") == 1 && get("kernel_w") == 1 {
+                assert_eq!(ppm, 1_000_000, "{}: {}", g.name, op.name);
+            }
+            if (get("kernel_h"), get("kernel_w"), get("stride_h"), get("stride_w")) == (3, 3, 1, 1) && ppm < 1_000_000 {
+                let share = |n: i64| (3 * n - 2) as f64 / (3 * n) as f64;
+                let want = (share(get("out_h")) * share(get("out_w")) * 1e6).round() as i64;
+                assert_eq!(ppm, want, "{}: {} {:?}", g.name, op.name, op.features);
+                padded += 1;
+            }
+        }
+    }
+    assert!(padded >= 5, "only {padded} padded 3x3 convolutions checked");
+}
+
 /// The axes a cost model needs to describe a split part: where a convolution's channels, rows and
 /// columns are in its output (NCHW, or CHW where tract dropped the batch), and which output axes a
 /// matrix product's weights and activations carry.
