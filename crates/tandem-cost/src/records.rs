@@ -211,17 +211,24 @@ impl FitReport {
 }
 
 impl CostModels {
+    /// The speed the models predict at ([`CostModels::speed`]), from a fit's `speed` rows; the other
+    /// rows are ignored, so the rows of that kind alone will do.
+    pub fn speed_of(records: &[ModelRecord]) -> BTreeMap<String, f64> {
+        records
+            .iter()
+            .filter(|r| r.op_kind == SPEED)
+            .filter_map(|r| Some((r.processor.clone(), r.params.get("typical_reference_us")?.as_f64()?)))
+            .collect()
+    }
+
     /// Rebuilds the models of one fit from its stored rows (see the module docs for their layout).
     pub fn from_records(device: &str, version: i64, records: &[ModelRecord]) -> Result<CostModels, CostError> {
         let bad = |r: &ModelRecord, e: serde_json::Error| CostError::Params { processor: r.processor.clone(), op_kind: r.op_kind.clone(), message: e.to_string() };
         let mut processors: BTreeMap<String, ProcessorModels> = BTreeMap::new();
         let mut transfers = TransferModels { pairs: vec![], pooled: TransferModel::UNMEASURED, pooled_samples: 0, pooled_accuracy: None };
-        let mut speed = BTreeMap::new();
+        let speed = CostModels::speed_of(records);
         for r in records {
             if r.op_kind == SPEED {
-                if let Some(us) = r.params.get("typical_reference_us").and_then(Value::as_f64) {
-                    speed.insert(r.processor.clone(), us);
-                }
                 continue;
             }
             if r.op_kind == TRANSFER {

@@ -369,7 +369,7 @@ pub fn measure(exec: &Executor, processors: &[Processor], options: &MeasureOptio
     if !kernels.is_empty() {
         let speeds: Vec<KernelSpeed> =
             kernels.iter().zip(&kernel_samples).map(|(k, s)| KernelSpeed { processor: k.processor.clone(), measured_us: summarize(s).median_us, typical_us: k.typical_us }).collect();
-        let slowdown = (speeds.iter().map(|k| (k.measured_us / k.typical_us).ln()).sum::<f64>() / speeds.len() as f64).exp();
+        let slowdown = tandem_profile::geometric_mean(speeds.iter().map(|k| k.measured_us / k.typical_us));
         let predicted_ms = report.predicted_ms.map(|p| p * slowdown);
         report.host_speed = Some(HostSpeed { kernels: speeds, slowdown, predicted_ms, prediction_error: predicted_ms.map(|p| (p - median_ms) / median_ms) });
     }

@@ -173,13 +173,13 @@ fn valid_taps_ppm(model: &TypedModel, id: usize, spec: &tract_onnx::tract_core::
     let mut share = 1.0f64;
     for (axis, (&out, &dim)) in ohw.iter().zip(&ihw).enumerate() {
         let (kernel, stride, dilation) = (*spec.kernel_shape.get(axis)?, spec.stride(axis), spec.dilation(axis));
+        if out == 0 || kernel == 0 {
+            return None;
+        }
         let before = padding.get(axis)?.pad_before as isize;
         let valid: usize = (0..out)
             .map(|o| (0..kernel).filter(|&k| (0..dim as isize).contains(&((o * stride + k * dilation) as isize - before))).count())
             .sum();
-        if out == 0 || kernel == 0 {
-            return None;
-        }
         share *= valid as f64 / (out * kernel) as f64;
     }
     Some((share * 1e6).round() as i64)

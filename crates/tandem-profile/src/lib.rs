@@ -29,7 +29,7 @@ pub mod transfer;
 
 pub use contention::{profile_contention, ContentionOptions, ContentionReport, Scenario, SkippedScenario};
 pub use session::{heavy_ops, profile, register, ProcessorSummary, ProfileOptions, ProfileReport};
-pub use stats::{paired_ratio_ci, percentile, quantile, summarize, StopRule, Summary};
+pub use stats::{geometric_mean, paired_ratio_ci, percentile, quantile, summarize, StopRule, Summary};
 
 /// Errors of a profiling session.
 #[derive(Debug, thiserror::Error)]

@@ -135,12 +135,8 @@ pub struct ModelTimes {
 /// Times the whole model, alternating a plain run and a run with a timer around each node (as tract's
 /// own profiler does), until `rule` is satisfied on the plain runs. Alternating puts both under the same
 /// conditions, so the ops' in-context times, the whole-model time and the hook's overhead compare.
-pub fn time_model(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule) -> TractResult<ModelTimes> {
-    time_model_until(plan, inputs, rule, Completion::Returned)
-}
-
-/// [`time_model`], with every clock stopped at `completion`: on a GPU each node's time then includes its
-/// kernels' completion (which also keeps the next node from overlapping it, as it may in a plain run).
+/// Every clock stops at `completion`: on a GPU each node's time then includes its kernels' completion
+/// (which also keeps the next node from overlapping it, as it may in a plain run).
 pub fn time_model_until(plan: &Plan, inputs: &TVec<TValue>, rule: &StopRule, completion: Completion) -> TractResult<ModelTimes> {
     time_model_paired(plan, inputs, rule, completion, None)
 }

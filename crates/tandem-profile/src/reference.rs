@@ -21,12 +21,18 @@ use crate::measure::{compile, time_runs};
 use crate::stats::{summarize, StopRule};
 use crate::{ProfileError, Result};
 
-/// The workload: the zoo's default model (a small ResNet, about 120 MFLOPs) with fixed weights and input,
-/// run single-threaded on the worker's processor. Returns its median, milliseconds.
-pub fn time(worker: &Worker) -> Result<f64> {
+/// The zoo's default model (a small ResNet, about 120 MFLOPs) with fixed weights: both references are
+/// cut from it.
+fn default_graph() -> Result<tandem_graph::Graph> {
     let model = tandem_graph::zoo::default_model().name;
     let bytes = tandem_graph::zoo::build(model, 0).map_err(|e| ProfileError::Reference(e.to_string()))?;
-    let graph = Arc::new(tandem_graph::Graph::load_bytes(model, &bytes, &[])?);
+    Ok(tandem_graph::Graph::load_bytes(model, &bytes, &[])?)
+}
+
+/// The workload: the zoo's default model with fixed input, run single-threaded on the worker's
+/// processor. Returns its median, milliseconds.
+pub fn time(worker: &Worker) -> Result<f64> {
+    let graph = Arc::new(default_graph()?);
     let rule = StopRule { warmup: 3, min_samples: 15, max_samples: 15, target_ci: 0.0, budget_s: 5.0 };
     let samples = worker
         .run(move || -> tract_onnx::prelude::TractResult<Vec<f64>> {
@@ -54,9 +60,7 @@ pub struct Kernel {
 impl Kernel {
     /// Builds the kernel; call it inside the processor's worker.
     pub fn new() -> TractResult<Kernel> {
-        let model = tandem_graph::zoo::default_model().name;
-        let bytes = tandem_graph::zoo::build(model, 0).map_err(|e| tract_onnx::tract_core::internal::format_err!("{e}"))?;
-        let graph = tandem_graph::Graph::load_bytes(model, &bytes, &[])?;
+        let graph = default_graph().map_err(|e| tract_onnx::tract_core::internal::format_err!("{e}"))?;
         let heaviest = graph.ops.iter().max_by_key(|o| o.cost.flops).map(|o| o.id).unwrap_or(0);
         let stage = graph.stage(&[heaviest])?;
         let inputs = graph.random_values(&stage.inputs, 1);

@@ -21,6 +21,13 @@ pub struct Summary {
     pub outliers_dropped: usize,
 }
 
+/// The geometric mean of positive `values` (NaN when empty): the mean of ratios that compose by
+/// multiplying, such as slowdowns or speedups.
+pub fn geometric_mean(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), v| (s + v.ln(), n + 1));
+    (sum / n as f64).exp()
+}
+
 /// The `q` quantile of `values` in any order (a sorted copy is taken); see [`quantile`].
 pub fn percentile(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();

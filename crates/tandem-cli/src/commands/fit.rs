@@ -246,7 +246,7 @@ impl Pairing {
         if per.is_empty() {
             return None;
         }
-        let overall = (per.values().map(|f| f.ln()).sum::<f64>() / per.len() as f64).exp();
+        let overall = tandem_profile::geometric_mean(per.values().copied());
         Some((per, overall))
     }
 }

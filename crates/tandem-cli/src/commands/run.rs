@@ -119,13 +119,13 @@ pub fn execute(graph: Arc<Graph>, plan_id: i64, store: &Store, device: &Device, 
     // The speed the plan's cost models predict at: the host's speed is read against it.
     let mut options = options.clone();
     if let Some(version) = plan.cost_model_version {
-        let rows = store.cost_models(&device.id, version)?;
-        for r in rows.iter().filter(|r| r.op_kind == tandem_cost::SPEED) {
-            let params: serde_json::Value = serde_json::from_str(&r.params).unwrap_or_default();
-            if let Some(us) = params["typical_reference_us"].as_f64() {
-                options.typical_reference_us.insert(r.processor_id.clone(), us);
-            }
-        }
+        let speed_rows: Vec<tandem_cost::ModelRecord> = store
+            .cost_models(&device.id, version)?
+            .into_iter()
+            .filter(|r| r.op_kind == tandem_cost::SPEED)
+            .filter_map(|r| Some(tandem_cost::ModelRecord { params: serde_json::from_str(&r.params).ok()?, processor: r.processor_id, op_kind: r.op_kind, samples: r.samples, mape: r.mape, within_10pct: r.within_10pct, fallback_of: r.fallback_of }))
+            .collect();
+        options.typical_reference_us = tandem_cost::CostModels::speed_of(&speed_rows);
     }
     let options = &options;
     let report = tandem_exec::measure(&exec, &device.processors, options)?;
