@@ -188,7 +188,7 @@ pub(crate) struct Row {
     pub group: usize,
 }
 
-const TERMS: usize = 14;
+const TERMS: usize = 15;
 const ALL_TERMS: [Term; TERMS] = [
     Term::One,
     Term::Macs,
@@ -202,6 +202,7 @@ const ALL_TERMS: [Term; TERMS] = [
     Term::Rows,
     Term::ThinPacked,
     Term::StridedMacs,
+    Term::SpilledMacs,
     Term::Reference,
     Term::SqrtReference,
 ];

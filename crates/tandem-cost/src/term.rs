@@ -43,6 +43,16 @@ pub enum Term {
     /// a horizontal stride takes a slow path, about 1 ns per multiply-add on the 2-core VM tandem is
     /// developed on against a tenth of that at stride 1. 0 for every other op.
     StridedMacs,
+    /// The multiply-accumulates of a matrix product whose weights overflow the core's private cache,
+    /// weighted by how far: `macs · clamp(log2(weight_bytes / SPILL_FROM_BYTES), 0, SPILL_OCTAVES)`.
+    /// The kernel streams the packed weights once per panel of output columns, so once they no longer
+    /// stay in the 2 MiB L2 each multiply-add waits on the shared cache: resnet18's 3x3 convolutions of
+    /// 115 M multiply-adds took 16 ps per multiply-add with 0.6 MB of weights, 28 with 2.4 MB and 39
+    /// with 9.4 MB on one core of the 2-core VM tandem is developed on; every other term grows with
+    /// the work or is fixed, and layer3's, measured 3.3 ms, were predicted 1.5 without it. A
+    /// log scale because the slowdown grows by steps as more of the weights spill, and saturates once
+    /// none of them stays.
+    SpilledMacs,
     /// The in-context time another processor's model predicts for the same op (the processor's
     /// reference: the single core of a multi-core processor, see [`crate::CostModels`]): a
     /// multi-threaded run costs the single-threaded time split, plus its synchronisation. Its value
@@ -56,6 +66,16 @@ pub enum Term {
     /// products, measured 250 µs on 2 threads, at 458. Supplied by the models, as the reference is.
     SqrtReference,
 }
+
+/// Weights above this size start to spill out of a core's private cache ([`Term::SpilledMacs`]): 1 MiB,
+/// half the L2 of the machines tandem is developed on, where the slowdown first shows (2.4 MB of
+/// weights ran 1.7x slower per multiply-add than 1.2 MB). A device with another cache shifts where the
+/// spill starts by an octave or so; the coefficient, fitted per processor, takes its size.
+pub const SPILL_FROM_BYTES: f64 = 1024.0 * 1024.0;
+
+/// Octaves above [`SPILL_FROM_BYTES`] after which [`Term::SpilledMacs`] grows no more: beyond 8 MiB
+/// no weight stays in the private cache.
+pub const SPILL_OCTAVES: f64 = 3.0;
 
 /// A convolution with at most this many input channels per group packs its input through the slow,
 /// thin im2col path ([`Term::ThinPacked`]).
@@ -95,6 +115,13 @@ impl Term {
             Term::StridedMacs => {
                 if f.kernel.stride_w > 1 && f.kernel.is_depthwise() {
                     f.macs
+                } else {
+                    0.0
+                }
+            }
+            Term::SpilledMacs => {
+                if f.macs > 0.0 && f.weight_bytes > SPILL_FROM_BYTES {
+                    f.macs * (f.weight_bytes / SPILL_FROM_BYTES).log2().min(SPILL_OCTAVES)
                 } else {
                     0.0
                 }
@@ -172,7 +199,7 @@ impl Family {
     pub fn terms(self) -> &'static [Term] {
         use Term::*;
         match self {
-            Family::Matmul => &[One, Macs, PackedBytes, BytesOut, WeightBytes, ThinPacked],
+            Family::Matmul => &[One, Macs, PackedBytes, BytesOut, WeightBytes, ThinPacked, SpilledMacs],
             Family::Depthwise => &[One, ValidMacs, BytesIn, BytesOut, Channels, Rows, StridedMacs],
             // A pool's time follows the bytes it reads, whatever its window or stride: a 3x3 window at
             // stride 1 does four times the comparisons per byte of one at stride 2 and writes four times
@@ -260,6 +287,18 @@ mod tests {
         assert_eq!(Term::ThinPacked.value(&wide), 0.0);
         assert_eq!(Term::ThinPacked.value(&OpFeatures::new("EinSum", 1000, 2000, 64, 10, 10)), 0.0);
         assert_eq!(Term::Reference.value(&stem), 0.0, "supplied by the models, not the op");
+    }
+
+    #[test]
+    fn spilled_macs_grow_by_octaves_of_weights_beyond_the_cache_and_saturate() {
+        let conv = |weights: f64| OpFeatures::new("Conv", 1_000_000, 2_000_000, 10, 10, weights as u64);
+        assert_eq!(Term::SpilledMacs.value(&conv(0.5 * SPILL_FROM_BYTES)), 0.0);
+        assert_eq!(Term::SpilledMacs.value(&conv(SPILL_FROM_BYTES)), 0.0);
+        assert!((Term::SpilledMacs.value(&conv(2.0 * SPILL_FROM_BYTES)) - 1_000_000.0).abs() < 1e-6);
+        assert!((Term::SpilledMacs.value(&conv(4.0 * SPILL_FROM_BYTES)) - 2_000_000.0).abs() < 1e-6);
+        assert_eq!(Term::SpilledMacs.value(&conv(64.0 * SPILL_FROM_BYTES)), SPILL_OCTAVES * 1_000_000.0);
+        // No multiply-adds, nothing to wait for.
+        assert_eq!(Term::SpilledMacs.value(&OpFeatures::new("Add", 0, 1000, 10, 10, 8 << 20)), 0.0);
     }
 
     #[test]
