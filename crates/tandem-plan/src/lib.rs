@@ -45,5 +45,5 @@ pub use exhaustive::{candidate_count, enumerate, exhaustive, Exhaustive};
 pub use plan::{ModelRef, Objective, Part, Plan, PlanError, Span, Split, Stage, Timeline, Transfer};
 pub use problem::{OpInput, OpNode, ProcessorSpec, Problem, SplitOption, StageCost, TransferCost};
 pub use robust::{exhaustive_p90, p90, robust_search, scenarios, RobustBaseline, RobustExhaustive, RobustResult, Scenario};
-pub use search::{configurations, search, Baseline, SearchOptions, SearchResult, Solution};
+pub use search::{configurations, search, Baseline, SearchOptions, SearchResult, Solution, SetAside};
 pub use timeline::{simulate, transfers};

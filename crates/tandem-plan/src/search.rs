@@ -37,11 +37,17 @@ pub struct SearchOptions {
     pub max_evaluations: Option<usize>,
     /// Seed of the perturbations.
     pub seed: u64,
+    /// The share by which a plan on several processors must be predicted faster than the best
+    /// processor alone to be chosen over it (0.05: 5% faster); 0 takes the lowest prediction, as the
+    /// exhaustive search does. A gain smaller than the prediction's own error is a coin toss that
+    /// costs the plan's transfers and synchronisation when it falls the wrong way: see
+    /// [`SearchResult::set_aside`].
+    pub min_gain: f64,
 }
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        SearchOptions { objective: Objective::Latency, max_evaluations: None, seed: 0 }
+        SearchOptions { objective: Objective::Latency, max_evaluations: None, seed: 0, min_gain: 0.0 }
     }
 }
 
@@ -85,6 +91,35 @@ pub struct SearchResult {
     pub evaluations: usize,
     /// Wall-clock time of the search, ms.
     pub search_ms: f64,
+    /// The [`SearchOptions::min_gain`] searched with.
+    pub min_gain: f64,
+    /// The best plan on several processors when it was predicted faster than the best processor
+    /// alone, but by less than [`SearchOptions::min_gain`], so that the processor alone is `best`.
+    pub set_aside: Option<SetAside>,
+}
+
+/// A plan on several processors the search did not take ([`SearchResult::set_aside`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetAside {
+    /// The plan.
+    pub solution: Solution,
+    /// The processors it runs on, by processor order.
+    pub processors: Vec<String>,
+}
+
+/// The processors a candidate runs on, by processor order.
+fn processors_of(problem: &Problem, choices: &[Choice]) -> Vec<String> {
+    let mut used = vec![false; problem.processors.len()];
+    for c in choices {
+        match *c {
+            Choice::On(p) => used[p] = true,
+            Choice::Split { first, second, .. } => {
+                used[first] = true;
+                used[second] = true;
+            }
+        }
+    }
+    problem.processors.iter().zip(used).filter(|(_, u)| *u).map(|(p, _)| p.id.clone()).collect()
 }
 
 impl SearchResult {
@@ -172,6 +207,8 @@ pub fn search(problem: &Problem, options: &SearchOptions) -> Result<SearchResult
             consider(Solution { choices, score }, &mut best);
         }
     }
+    // The fastest processor alone, before any plan on several competes with it.
+    let best_alone = best.clone();
     let configs = configurations(problem);
     let multi: Vec<&Vec<usize>> = configs.iter().filter(|c| c.len() > 1).collect();
     for (i, config) in multi.iter().enumerate() {
@@ -182,13 +219,22 @@ pub fn search(problem: &Problem, options: &SearchOptions) -> Result<SearchResult
             consider(s, &mut best);
         }
     }
-    let best = best.ok_or_else(|| PlanError::NoPlan("no processor configuration can run every op within its memory".into()))?;
+    let mut best = best.ok_or_else(|| PlanError::NoPlan("no processor configuration can run every op within its memory".into()))?;
+    let mut set_aside = None;
+    if let Some(alone) = best_alone.filter(|a| options.min_gain > 0.0 && best.score.value > a.score.value * (1.0 - options.min_gain)) {
+        if alone.choices != best.choices {
+            let solution = std::mem::replace(&mut best, alone);
+            set_aside = Some(SetAside { processors: processors_of(problem, &solution.choices), solution });
+        }
+    }
     Ok(SearchResult {
         best,
         baselines,
         configurations: configs.iter().map(|c| c.iter().map(|&p| problem.processors[p].id.clone()).collect()).collect(),
         evaluations: ev.evaluations,
         search_ms: started.elapsed().as_secs_f64() * 1e3,
+        min_gain: options.min_gain,
+        set_aside,
     })
 }
 

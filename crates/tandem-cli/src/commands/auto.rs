@@ -94,6 +94,7 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
         model: args.model.clone().unwrap_or_else(|| tandem_graph::zoo::default_model().name.to_string()),
         input_shape: args.input_shape.clone(),
     };
+    let min_gain = super::tune::min_gain_share(args.min_gain)?;
     let graph = Arc::new(super::load_model(&model)?);
     let device = Device::discover()?;
 
@@ -102,7 +103,7 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
     let store = Store::open(db)?;
 
     step(json, "3/4 searching the plan");
-    let tuned = super::tune::tune(&graph, &store, None, args.objective.into())?;
+    let tuned = super::tune::tune(&graph, &store, None, args.objective.into(), min_gain)?;
 
     step(json, &format!("4/4 running plan {} against every processor alone", tuned.json.plan_id));
     let options = super::run::measure_options(args.run_budget_ms, None);
@@ -128,7 +129,7 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
         step(json, &format!("{label}: the plan ran {:.0}% {how} than predicted; refitting with its per-part timings", 100.0 * off.abs()));
         let f = super::fit::fit(&store, &device.id, db)?;
         fit = FitStep { version: f.version, fitted: true, within_10pct: Some(f.overall.within_10pct) };
-        let next = super::tune::tune(&graph, &store, None, args.objective.into())?;
+        let next = super::tune::tune(&graph, &store, None, args.objective.into(), min_gain)?;
         if same_partition(&next.plan, &last_plan) {
             step(json, &format!("{label}: the calibrated search keeps the same partition (plan {})", next.json.plan_id));
             break;

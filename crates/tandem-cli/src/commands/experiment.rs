@@ -267,7 +267,7 @@ fn dynamics(args: &DynamicsArgs, db: &Path, json: bool) -> Result<()> {
     say(&format!("profiling and fitting {} (what the database holds is reused)", graph.name));
     super::auto::prepare(graph.clone(), &args.model, &[], args.budget_ms, db, json)?;
     let store = Store::open(db)?;
-    let tuned = super::tune::tune(&graph, &store, None, Objective::Latency)?;
+    let tuned = super::tune::tune(&graph, &store, None, Objective::Latency, crate::cli::DEFAULT_MIN_GAIN_PCT / 100.0)?;
     let planning = super::tune::planning(&graph, &store, &device.id)?;
     let replanner = Replanner { problem: planning.problem.clone(), model: planning.model_ref.clone(), device_id: device.id.clone(), cost_model_version: Some(planning.cost_model_version) };
 

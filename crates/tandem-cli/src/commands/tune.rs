@@ -29,6 +29,8 @@ use crate::table::Table;
 ///   "stages": [{id, processor, ops, kinds, part: {split, start, end, share} | null, deps, start_ms, end_ms}],
 ///   "splits": [{ops, axis, bounds}], "transfers": [{from_stage, to_stage, src, dst, bytes}],
 ///   "configurations": [[processor]], "candidates", "search_ms", "elapsed_s",
+///   "min_gain",                                       // the share a plan must gain over the best processor alone
+///   "set_aside": {processors, predicted_ms, gain} | null,  // the plan that gained less, not taken
 ///   "robust": {...} }                                 // with --robust only: see RobustJson
 /// ```
 ///
@@ -73,9 +75,26 @@ pub struct TuneJson {
     pub search_ms: f64,
     /// Time the whole command took.
     pub elapsed_s: f64,
+    /// The share by which a plan on several processors had to be predicted faster than the best
+    /// processor alone to be taken (`--min-gain`, as a fraction).
+    pub min_gain: f64,
+    /// The best plan on several processors, when it was predicted to gain less than `min_gain`
+    /// over the best processor alone and that processor was taken instead.
+    pub set_aside: Option<SetAsideJson>,
     /// With `--robust`: the plan's figures over availability scenarios.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub robust: Option<RobustJson>,
+}
+
+/// A plan the search found but did not take: its predicted gain was below `--min-gain`.
+#[derive(Debug, Serialize)]
+pub struct SetAsideJson {
+    /// The processors it used.
+    pub processors: Vec<String>,
+    /// Its predicted latency (period, for the throughput objective), ms.
+    pub predicted_ms: f64,
+    /// The best processor alone's prediction over its own.
+    pub gain: f64,
 }
 
 /// One processor running the whole model.
@@ -144,12 +163,13 @@ impl From<TuneObjective> for Objective {
 /// Runs `tandem tune`.
 pub fn run(args: &TuneArgs, db: &Path, json: bool) -> Result<()> {
     let started = Instant::now();
+    let min_gain = min_gain_share(args.min_gain)?;
     let graph = super::load_model(&args.model)?;
     let store = Store::open(db)?;
     let mut tuned = if args.robust {
         tune_robust(&graph, &store, args.device.as_deref(), args.objective.into())?
     } else {
-        tune(&graph, &store, args.device.as_deref(), args.objective.into())?
+        tune(&graph, &store, args.device.as_deref(), args.objective.into(), min_gain)?
     };
     tuned.json.elapsed_s = started.elapsed().as_secs_f64();
     if json {
@@ -174,12 +194,21 @@ pub fn cost_models(store: &Store, device: &str, model: &str) -> Result<CostModel
     Ok(CostModels::from_records(device, version, &records)?)
 }
 
+/// `--min-gain PCT` as a share, checked.
+pub fn min_gain_share(pct: f64) -> Result<f64> {
+    if !(0.0..100.0).contains(&pct) {
+        bail!("--min-gain {pct} is not a percentage from 0 to below 100 (5 keeps a plan only when predicted at least 5% faster than the best processor alone)");
+    }
+    Ok(pct / 100.0)
+}
+
 /// Searches the best plan for `graph` on `device` (this device when `None`) and stores it; the model
-/// is registered when it was never profiled.
-pub fn tune(graph: &Graph, store: &Store, device: Option<&str>, objective: Objective) -> Result<Tuned> {
+/// is registered when it was never profiled. A plan on several processors predicted to gain less than
+/// `min_gain` (a share) over the best processor alone gives way to that processor.
+pub fn tune(graph: &Graph, store: &Store, device: Option<&str>, objective: Objective, min_gain: f64) -> Result<Tuned> {
     let device = resolve_device(store, device)?;
     let Planning { problem, model_ref, model_id, cost_model_version } = planning(graph, store, &device)?;
-    let search = tandem_plan::search(&problem, &SearchOptions { objective, ..Default::default() })?;
+    let search = tandem_plan::search(&problem, &SearchOptions { objective, min_gain, ..Default::default() })?;
     let plan = search.plan(&problem, objective, model_ref, &device, Some(cost_model_version))?;
     let plan_id = store_plan(store, &plan, model_id, objective.as_str())?;
     let json = describe(graph, &plan, &search, plan_id, model_id);
@@ -302,6 +331,12 @@ fn describe(graph: &Graph, plan: &Plan, search: &SearchResult, plan_id: i64, mod
         candidates: search.evaluations,
         search_ms: search.search_ms,
         elapsed_s: 0.0,
+        min_gain: search.min_gain,
+        set_aside: search.set_aside.as_ref().map(|s| SetAsideJson {
+            processors: s.processors.clone(),
+            predicted_ms: s.solution.score.value / 1e3,
+            gain: search.best.score.value / s.solution.score.value,
+        }),
         robust: None,
     }
 }
@@ -375,6 +410,16 @@ fn print_plan(t: &Tuned, model_arg: &str) -> Result<()> {
     out.push_str(&table.render());
     if let Some(r) = &j.robust {
         out.push_str(&robust_table(r, j.objective));
+    }
+    if let Some(a) = &j.set_aside {
+        out.push_str(&format!(
+            "a plan on {} was predicted {:.3} ms, {:.1}% faster than {} alone: under --min-gain {:.0}%, within the predictions' own error, so the processor alone is the plan\n",
+            a.processors.join(" + "),
+            a.predicted_ms,
+            100.0 * (a.gain - 1.0),
+            j.best_baseline.as_deref().unwrap_or("the best processor"),
+            100.0 * j.min_gain
+        ));
     }
     let configs: Vec<String> = j.configurations.iter().map(|c| format!("{{{}}}", c.join(", "))).collect();
     out.push_str(&format!("searched {} in {:.1} ms ({} candidate plans scored)\n", configs.join(" and "), j.search_ms, j.candidates));
@@ -510,6 +555,8 @@ pub fn tune_robust(graph: &Graph, store: &Store, device: Option<&str>, objective
         configurations: robust.configurations.clone(),
         evaluations: robust.evaluations,
         search_ms: robust.search_ms,
+        min_gain: 0.0,
+        set_aside: None,
     };
     let mut json = describe(graph, &plan, &search, plan_id, model_id);
     json.robust = Some(robust_json(&problem, &scenarios, &robust, levels));

@@ -140,3 +140,32 @@ fn a_split_cuts_on_a_block_boundary_from_whichever_side_has_one() {
     assert_eq!((on("a").start, on("a").end, on("b").start, on("b").end), (16, 100, 0, 16));
     assert_eq!(plan.splits[0].stages, vec![plan.stages.iter().find(|s| s.processor == "b").unwrap().id, plan.stages.iter().find(|s| s.processor == "a").unwrap().id]);
 }
+
+#[test]
+fn a_plan_predicted_to_gain_less_than_min_gain_gives_way_to_the_best_processor_alone() {
+    let (mut kept, mut declined) = (0, 0);
+    for seed in 0..120 {
+        let (problem, objective) = case(seed);
+        let plain = search(&problem, &SearchOptions { objective, seed, ..Default::default() }).unwrap();
+        assert!(plain.set_aside.is_none(), "seed {seed}: nothing is set aside without a margin");
+        let alone = plain.best_baseline(objective).map(|b| objective_value(objective, b.latency_us, b.period_us));
+        let margined = search(&problem, &SearchOptions { objective, seed, min_gain: 0.05, ..Default::default() }).unwrap();
+        let Some(alone) = alone else { continue };
+        let gain = alone / plain.best.score.value;
+        if gain > 1.0 / 0.95 + 1e-9 {
+            // Gains above the margin are taken as before.
+            assert_eq!(margined.best, plain.best, "seed {seed}: a {gain:.3}x plan was dropped");
+            assert!(margined.set_aside.is_none());
+            kept += 1;
+        } else if gain > 1.0 + 1e-9 && gain < 1.0 / 0.95 - 1e-9 {
+            // Smaller ones give way: the plan is the processor alone, the other is reported.
+            assert!((margined.best.score.value - alone).abs() <= 1e-9 * alone, "seed {seed}: {} against {alone}", margined.best.score.value);
+            let aside = margined.set_aside.as_ref().unwrap_or_else(|| panic!("seed {seed}: a {gain:.3}x plan was not set aside"));
+            assert_eq!(aside.solution, plain.best);
+            assert!(aside.processors.len() >= 2 || aside.solution.choices.iter().any(|c| matches!(c, tandem_plan::Choice::Split { .. })), "seed {seed}: {:?}", aside.processors);
+            declined += 1;
+        }
+    }
+    // Both sides of the margin occur among the cases, so neither branch is vacuous.
+    assert!(kept > 0 && declined > 0, "kept {kept}, declined {declined}");
+}
