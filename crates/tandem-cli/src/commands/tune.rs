@@ -413,12 +413,12 @@ fn print_plan(t: &Tuned, model_arg: &str) -> Result<()> {
     }
     if let Some(a) = &j.set_aside {
         out.push_str(&format!(
-            "a plan on {} was predicted {:.3} ms, {:.1}% faster than {} alone: under --min-gain {:.0}%, within the predictions' own error, so the processor alone is the plan\n",
+            "a plan on {} was predicted {:.3} ms, {:.1}% faster than {best} alone: less than --min-gain {:.0}%, so {best} alone is the plan (--min-gain 0 takes the other)\n",
             a.processors.join(" + "),
             a.predicted_ms,
             100.0 * (a.gain - 1.0),
-            j.best_baseline.as_deref().unwrap_or("the best processor"),
-            100.0 * j.min_gain
+            100.0 * j.min_gain,
+            best = j.best_baseline.as_deref().unwrap_or("the best processor"),
         ));
     }
     let configs: Vec<String> = j.configurations.iter().map(|c| format!("{{{}}}", c.join(", "))).collect();

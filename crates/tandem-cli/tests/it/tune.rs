@@ -61,6 +61,27 @@ fn tune_stores_a_plan_no_slower_than_one_processor_and_import_moves_it() {
     assert!((row["predicted_ms"].as_f64().unwrap() - predicted).abs() < 1e-9);
     let plan: serde_json::Value = serde_json::from_str(row["plan"].as_str().unwrap()).unwrap();
     assert_eq!(plan["model"]["name"], "inception");
+
+    // A plan on several processors is taken only with the default 5% predicted gain over the best
+    // processor alone; without the margin the lowest prediction wins, and with a margin no plan can
+    // meet, the best processor alone is the plan and the other is reported.
+    assert_eq!(v["min_gain"], 0.05);
+    let several = |t: &serde_json::Value| t["stages"].as_array().unwrap().iter().any(|s| s["processor"] != t["stages"][0]["processor"]) || !t["splits"].as_array().unwrap().is_empty();
+    if several(&v) {
+        assert!(v["speedup_vs_best_baseline"].as_f64().unwrap() >= 1.0 / 0.95 - 1e-9, "{v}");
+    }
+    let lowest = json(&["tune", "inception", "--db", dbs, "--min-gain", "0", "--json"]);
+    assert!(lowest["predicted_ms"].as_f64().unwrap() <= predicted * (1.0 + 1e-9));
+    assert!(lowest["set_aside"].is_null());
+    let strict = json(&["tune", "inception", "--db", dbs, "--min-gain", "99", "--json"]);
+    assert!(!several(&strict), "{strict}");
+    if several(&lowest) {
+        let aside = &strict["set_aside"];
+        // The search's score and the written plan's timeline agree to rounding.
+        let (aside_ms, lowest_ms) = (aside["predicted_ms"].as_f64().unwrap(), lowest["predicted_ms"].as_f64().unwrap());
+        assert!((aside_ms - lowest_ms).abs() < 1e-3 * lowest_ms, "{aside} against {lowest_ms} ms");
+        assert!(aside["gain"].as_f64().unwrap() > 1.0 && aside["processors"].as_array().unwrap().len() >= 2, "{aside}");
+    }
     assert_eq!(plan["device_id"], v["device_id"]);
     assert_eq!(plan["stages"].as_array().unwrap().len(), v["stages"].as_array().unwrap().len());
 
@@ -71,7 +92,7 @@ fn tune_stores_a_plan_no_slower_than_one_processor_and_import_moves_it() {
     for needle in ["plan ", "minimising throughput", "stage", "processor", "start ms", "alone", "searched", "tandem run inception --plan"] {
         assert!(text.contains(needle), "no '{needle}' in:\n{text}");
     }
-    assert_eq!(count(&db, "select count(*) from plans"), 2);
+    assert_eq!(count(&db, "select count(*) from plans"), 4);
 
     // Another database takes this one in, and plans for the device it came from.
     let ws = dir.path().join("workstation.db");
@@ -88,7 +109,7 @@ fn tune_stores_a_plan_no_slower_than_one_processor_and_import_moves_it() {
     assert_eq!(again["total"], 0, "a second import adds nothing: {again}");
     let there = json(&["tune", "inception", "--db", wss, "--device", device, "--json"]);
     assert!((check_tuned(&there) - predicted).abs() < 1e-6 * predicted, "same profile, same plan");
-    assert_eq!(count(&ws, "select count(*) from plans"), 3);
+    assert_eq!(count(&ws, "select count(*) from plans"), 5);
 
     // Refusals, one line each.
     assert_error(&tandem(&["tune", "inception", "--db", wss, "--device", "0123456789abcdef"]), "no device 0123456789abcdef");
@@ -97,7 +118,8 @@ fn tune_stores_a_plan_no_slower_than_one_processor_and_import_moves_it() {
     assert_error(&tandem(&["import", junk.to_str().unwrap(), "--db", wss]), "is not a tandem database");
     assert_error(&tandem(&["import", wss, "--db", wss]), "the database being imported into");
     assert_error(&tandem(&["import", dir.path().join("missing.db").to_str().unwrap(), "--db", wss]), "no such file");
-    assert_eq!(count(&ws, "select count(*) from plans"), 3);
+    assert_error(&tandem(&["tune", "inception", "--db", wss, "--min-gain", "150"]), "--min-gain 150 is not a percentage");
+    assert_eq!(count(&ws, "select count(*) from plans"), 5);
 }
 
 #[test]
