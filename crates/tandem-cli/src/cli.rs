@@ -194,13 +194,9 @@ pub struct AutoArgs {
     /// What the plan minimises.
     #[arg(long, value_enum, default_value_t = TuneObjective::Latency)]
     pub objective: TuneObjective,
-    /// Take a plan on several processors only when it is predicted at least this many percent faster
-    /// than the best processor alone; otherwise that processor runs the whole model. A smaller
-    /// predicted gain is within the predictions' own error (plans measure 8-10% off their predictions
-    /// on average on the 2-core VM tandem is developed on), and the plan's transfers and
-    /// synchronisation are certain. 0 takes the lowest prediction.
-    #[arg(long, value_name = "PCT", default_value_t = DEFAULT_MIN_GAIN_PCT)]
-    pub min_gain: f64,
+    /// When a plan on several processors is worth taking.
+    #[command(flatten)]
+    pub min_gain: MinGainArgs,
     /// Write the run's measured and predicted timelines as a Chrome trace (opens in Perfetto).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
@@ -310,17 +306,25 @@ pub struct TuneArgs {
     /// else 2x and 4x. Stored with objective `latency-p90`; `tandem run` runs it like any plan.
     #[arg(long)]
     pub robust: bool,
-    /// Take a plan on several processors only when it is predicted at least this many percent faster
-    /// than the best processor alone; otherwise that processor runs the whole model. A smaller
-    /// predicted gain is within the predictions' own error (plans measure 8-10% off their predictions
-    /// on average on the 2-core VM tandem is developed on), and the plan's transfers and
-    /// synchronisation are certain. 0 takes the lowest prediction. Not used with --robust.
-    #[arg(long, value_name = "PCT", default_value_t = DEFAULT_MIN_GAIN_PCT)]
-    pub min_gain: f64,
+    /// When a plan on several processors is worth taking.
+    #[command(flatten)]
+    pub min_gain: MinGainArgs,
 }
 
 /// The default of `--min-gain`, percent.
 pub const DEFAULT_MIN_GAIN_PCT: f64 = 5.0;
+
+/// `--min-gain`, for the commands that tune a plan (`tune`, `auto`).
+#[derive(Debug, Clone, Args)]
+pub struct MinGainArgs {
+    /// Take a plan on several processors only when it is predicted at least this many percent faster
+    /// than the best processor alone; otherwise that processor runs the whole model. A smaller
+    /// predicted gain is within the predictions' own error (plans measure 8-10% off their predictions
+    /// on average on the 2-core VM tandem is developed on), and the plan's transfers and
+    /// synchronisation are certain. 0 takes the lowest prediction. `tune --robust` does not use it.
+    #[arg(long = "min-gain", value_name = "PCT", default_value_t = DEFAULT_MIN_GAIN_PCT)]
+    pub pct: f64,
+}
 
 /// What `tandem tune` minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -94,7 +94,7 @@ pub fn run(args: &AutoArgs, db: &std::path::Path, json: bool) -> Result<()> {
         model: args.model.clone().unwrap_or_else(|| tandem_graph::zoo::default_model().name.to_string()),
         input_shape: args.input_shape.clone(),
     };
-    let min_gain = super::tune::min_gain_share(args.min_gain)?;
+    let min_gain = super::tune::min_gain_share(&args.min_gain)?;
     let graph = Arc::new(super::load_model(&model)?);
     let device = Device::discover()?;
 

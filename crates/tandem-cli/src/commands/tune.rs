@@ -15,7 +15,7 @@ use tandem_plan::build::{self, BuildOptions};
 use tandem_plan::{Choice, Evaluator, Objective, Plan, ProcessorSpec, RobustResult, Scenario, SearchOptions, SearchResult, Solution};
 use tandem_store::{ModelRow, PlanRow, Store};
 
-use crate::cli::{TuneArgs, TuneObjective};
+use crate::cli::{MinGainArgs, TuneArgs, TuneObjective};
 use crate::table::Table;
 
 /// The JSON printed by `tandem tune --json`:
@@ -163,7 +163,7 @@ impl From<TuneObjective> for Objective {
 /// Runs `tandem tune`.
 pub fn run(args: &TuneArgs, db: &Path, json: bool) -> Result<()> {
     let started = Instant::now();
-    let min_gain = min_gain_share(args.min_gain)?;
+    let min_gain = min_gain_share(&args.min_gain)?;
     let graph = super::load_model(&args.model)?;
     let store = Store::open(db)?;
     let mut tuned = if args.robust {
@@ -195,7 +195,8 @@ pub fn cost_models(store: &Store, device: &str, model: &str) -> Result<CostModel
 }
 
 /// `--min-gain PCT` as a share, checked.
-pub fn min_gain_share(pct: f64) -> Result<f64> {
+pub fn min_gain_share(args: &MinGainArgs) -> Result<f64> {
+    let pct = args.pct;
     if !(0.0..100.0).contains(&pct) {
         bail!("--min-gain {pct} is not a percentage from 0 to below 100 (5 keeps a plan only when predicted at least 5% faster than the best processor alone)");
     }
