@@ -188,7 +188,7 @@ pub(crate) struct Row {
     pub group: usize,
 }
 
-const TERMS: usize = 15;
+const TERMS: usize = 17;
 const ALL_TERMS: [Term; TERMS] = [
     Term::One,
     Term::Macs,
@@ -203,6 +203,8 @@ const ALL_TERMS: [Term; TERMS] = [
     Term::ThinPacked,
     Term::StridedMacs,
     Term::SpilledMacs,
+    Term::ReducedRows,
+    Term::ScratchPieces,
     Term::Reference,
     Term::SqrtReference,
 ];

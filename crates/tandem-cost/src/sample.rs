@@ -104,6 +104,14 @@ pub struct KernelParams {
     /// when unknown: profiles stored before tandem recorded it, or not a convolution).
     #[serde(default)]
     pub valid_taps_ppm: u32,
+    /// For a reduction, softmax or normalisation, the values each output row is computed over (0 when
+    /// unknown: profiles stored before tandem recorded it, or not such an op).
+    #[serde(default)]
+    pub reduce_len: u32,
+    /// For a reduction, softmax or normalisation, the stride between the values of a row (1 along the
+    /// innermost axis; 0 when unknown).
+    #[serde(default)]
+    pub reduce_inner: u32,
 }
 
 impl KernelParams {
@@ -126,6 +134,8 @@ impl KernelParams {
             weight_axes: get("weight_axes"),
             input_axes: get("input_axes"),
             valid_taps_ppm: get("valid_taps_ppm"),
+            reduce_len: get("reduce_len"),
+            reduce_inner: get("reduce_inner"),
         }
     }
 

@@ -53,6 +53,17 @@ pub enum Term {
     /// log scale because the slowdown grows by steps as more of the weights spill, and saturates once
     /// none of them stays.
     SpilledMacs,
+    /// The rows a reduction, softmax or normalisation along its innermost axis runs over (its input's
+    /// values over [`KernelParams::reduce_len`](crate::KernelParams)): each row is a pass of its own,
+    /// with its setup. 0 for every other op, and where the row is unknown or strided.
+    ReducedRows,
+    /// The pieces of those rows that tract's vector kernels take through a scratch buffer: a row's
+    /// start when it is not on a [`KERNEL_ALIGN`]-value boundary and its tail beyond the last whole
+    /// [`KERNEL_BLOCK`] values. Each piece costs a whole block's pass plus the copies, whatever its
+    /// length: on one core of the 2-core VM tandem is developed on, a softmax row of 96 values (one
+    /// piece) took about 380 ns and one of 128 (none) 195, and rows of 40 (1.5 pieces on average,
+    /// their starts aligned every other row) 550 ns. 0 where [`Term::ReducedRows`] is.
+    ScratchPieces,
     /// The in-context time another processor's model predicts for the same op (the processor's
     /// reference: the single core of a multi-core processor, see [`crate::CostModels`]): a
     /// multi-threaded run costs the single-threaded time split, plus its synchronisation. Its value
@@ -76,6 +87,37 @@ pub const SPILL_FROM_BYTES: f64 = 1024.0 * 1024.0;
 /// Octaves above [`SPILL_FROM_BYTES`] after which [`Term::SpilledMacs`] grows no more: beyond 8 MiB
 /// no weight stays in the private cache.
 pub const SPILL_OCTAVES: f64 = 3.0;
+
+/// Values of one pass of the reduction kernels ([`Term::ScratchPieces`]): tract's AVX-512 softmax and max
+/// kernels take 64 `f32` at a time. Another instruction set has other blocks (32 with AVX2); the count
+/// is then approximate and the coefficient, fitted per processor, absorbs its scale.
+pub const KERNEL_BLOCK: u64 = 64;
+
+/// The alignment, in values, those kernels need a block to start at (64 bytes of `f32`).
+pub const KERNEL_ALIGN: u64 = 16;
+
+/// The rows of a reduction along its innermost axis, and the pieces of them that go through a scratch
+/// buffer ([`Term::ReducedRows`], [`Term::ScratchPieces`]); `None` when the op is not one or its row is
+/// unknown. Rows are taken to lie back to back from an aligned start: row `i` starts at `i · len`
+/// values, aligned for `gcd(len, KERNEL_ALIGN) / KERNEL_ALIGN` of the rows.
+fn reduced_rows(f: &OpFeatures) -> Option<(f64, f64)> {
+    let (len, inner) = (f.kernel.reduce_len as u64, f.kernel.reduce_inner);
+    if len == 0 || inner != 1 {
+        return None;
+    }
+    let rows = f.bytes_in / 4.0 / len as f64;
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let misaligned = 1.0 - gcd(len, KERNEL_ALIGN) as f64 / KERNEL_ALIGN as f64;
+    // A misaligned row's prefix runs up to the next boundary; what follows it is a tail whenever it
+    // is not a whole number of blocks (taken, on average, as the aligned rows' tail).
+    let tail = if len % KERNEL_BLOCK != 0 || misaligned > 0.0 { 1.0 } else { 0.0 };
+    Some((rows, rows * (misaligned + tail)))
+}
 
 /// A convolution with at most this many input channels per group packs its input through the slow,
 /// thin im2col path ([`Term::ThinPacked`]).
@@ -126,6 +168,8 @@ impl Term {
                     0.0
                 }
             }
+            Term::ReducedRows => reduced_rows(f).map_or(0.0, |(rows, _)| rows),
+            Term::ScratchPieces => reduced_rows(f).map_or(0.0, |(_, pieces)| pieces),
             Term::Reference | Term::SqrtReference => 0.0,
         }
     }
@@ -207,7 +251,7 @@ impl Family {
             // would only mislead: where every pool trained on strides by 2, they are proportional to
             // the bytes read, and the fit may put a pool's whole cost on either.
             Family::Pool => &[One, BytesIn],
-            Family::Reduce => &[One, Flops, BytesIn, BytesOut],
+            Family::Reduce => &[One, Flops, BytesIn, BytesOut, ReducedRows, ScratchPieces],
             Family::Layout => &[One, BytesIn, BytesOut],
             Family::Elementwise => &[One, Flops, BytesIn, BytesOut, WeightBytes],
         }
@@ -299,6 +343,29 @@ mod tests {
         assert_eq!(Term::SpilledMacs.value(&conv(64.0 * SPILL_FROM_BYTES)), SPILL_OCTAVES * 1_000_000.0);
         // No multiply-adds, nothing to wait for.
         assert_eq!(Term::SpilledMacs.value(&OpFeatures::new("Add", 0, 1000, 10, 10, 8 << 20)), 0.0);
+    }
+
+    #[test]
+    fn reduced_rows_and_their_scratch_pieces_follow_the_row_length() {
+        let rows_of = |len: i64, inner: i64, values: u64| {
+            let params: std::collections::BTreeMap<String, i64> = [("reduce_len".to_string(), len), ("reduce_inner".to_string(), inner)].into_iter().collect();
+            OpFeatures::new("Softmax", 0, values, 4 * values, 4 * values, 0).with_params(&params)
+        };
+        // [4, 128, 128]: 512 rows of two whole blocks at aligned starts.
+        let whole = rows_of(128, 1, 4 * 128 * 128);
+        assert_eq!(Term::ReducedRows.value(&whole), 512.0);
+        assert_eq!(Term::ScratchPieces.value(&whole), 0.0);
+        // [6, 96, 96]: aligned starts (96 = 6 x 16), a tail of 32 on every row.
+        let tailed = rows_of(96, 1, 6 * 96 * 96);
+        assert_eq!(Term::ReducedRows.value(&tailed), 576.0);
+        assert_eq!(Term::ScratchPieces.value(&tailed), 576.0);
+        // [8, 40, 40]: every other row starts off a boundary (40 = 2.5 x 16): 1.5 pieces a row.
+        let short = rows_of(40, 1, 8 * 40 * 40);
+        assert_eq!(Term::ScratchPieces.value(&short), 1.5 * 320.0);
+        // A reduction across rows (strided), an unknown row, and an op that is not a reduction: none.
+        assert_eq!(Term::ReducedRows.value(&rows_of(64, 49, 64 * 49)), 0.0);
+        assert_eq!(Term::ScratchPieces.value(&OpFeatures::new("Softmax", 0, 10, 8, 8, 0)), 0.0);
+        assert_eq!(Term::ReducedRows.value(&OpFeatures::new("Conv", 1000, 2000, 10, 10, 10)), 0.0);
     }
 
     #[test]

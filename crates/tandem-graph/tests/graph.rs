@@ -214,6 +214,32 @@ fn convolutions_record_the_share_of_their_taps_over_the_input() {
     assert!(padded >= 5, "only {padded} padded 3x3 convolutions checked");
 }
 
+/// Reductions, softmaxes and normalisations record the values each output row is computed over and
+/// the stride between them: the zoo transformer's softmax over the keys runs along the innermost axis
+/// of its scores, and a global average pool sums each channel's map.
+#[test]
+fn reductions_record_the_rows_they_run_along() {
+    let mut softmaxes = 0;
+    let shared = shared_models().into_iter().map(|(path, shapes)| Graph::load(&path, &shapes).unwrap());
+    for g in zoo_graphs().into_iter().chain(shared) {
+        for op in g.ops.iter().filter(|o| o.kind == "Softmax" || o.kind == "RmsNorm" || o.kind.starts_with("Reduce")) {
+            let (Some(&len), Some(&inner)) = (op.features.get("reduce_len"), op.features.get("reduce_inner")) else {
+                panic!("{}: {} {} records no reduced axes: {:?}", g.name, op.kind, op.name, op.features)
+            };
+            let values = op.cost.bytes_in as i64 / 4;
+            assert!(len >= 1 && inner >= 1 && values % (len * inner) == 0, "{}: {} {len} x {inner} of {values}", g.name, op.name);
+            if op.kind == "Softmax" {
+                // Over the last axis of its input, which is its output's shape too.
+                assert_eq!(len, *op.outputs[0].shape.last().unwrap() as i64, "{}: {}", g.name, op.name);
+                assert_eq!(inner, 1, "{}: {}", g.name, op.name);
+                softmaxes += 1;
+            }
+        }
+    }
+    // The zoo transformer has two; the shared models, when present, add their own.
+    assert!(softmaxes >= 2, "only {softmaxes} softmaxes checked");
+}
+
 /// The axes a cost model needs to describe a split part: where a convolution's channels, rows and
 /// columns are in its output (NCHW, or CHW where tract dropped the batch), and which output axes a
 /// matrix product's weights and activations carry.
