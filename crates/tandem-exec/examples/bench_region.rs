@@ -7,7 +7,8 @@
 //! that crosses). Cut by output rows into two halves, each half computes its rows through every op
 //! of the region (with the halo its windows need), so the cores join once per region instead of once
 //! per op. For each region it times (medians, µs): the region whole on core 0, the region whole on
-//! tract's two threads (cores 0-1), and both halves at once, one per core, started together.
+//! tract's two threads (cores 0-1), the first half alone on core 0, and both halves at once, one per
+//! core, started together.
 //! `1 core / halves` is the speedup a region split could give before its join.
 
 use std::sync::{Arc, Barrier};
@@ -55,7 +56,7 @@ fn main() {
     let by_columns = std::env::var("AXIS").is_ok_and(|a| a == "cols");
     let min_us: f64 = std::env::var("MIN_US").ok().and_then(|s| s.parse().ok()).unwrap_or(800.0);
     println!("{}: {} ops, {} cut points; regions by rows, medians of {ROUNDS} runs in µs", g.name, g.ops.len(), cuts.len());
-    println!("{:>5} {:>5} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}", "from", "to", "out rows", "1 core", "2 thr", "halves", "1c/2thr", "1c/halv");
+    println!("{:>5} {:>5} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}", "from", "to", "out rows", "1 core", "2 thr", "1st alone", "halves", "1c/2thr", "1c/halv");
     // Grow regions from each cut point until the region takes MIN_US on one core.
     // With POINTS, regions start at the first of them.
     let mut start = given.and_then(|p| p.first().copied()).unwrap_or(0);
@@ -85,6 +86,10 @@ fn main() {
             .join()
             .unwrap();
             let inputs = g.random_values(&split.inputs, 7);
+            // The first half alone on core 0: what a half costs without the other beside it (the
+            // difference to `halves` is what the two cores take from each other: the shared cache
+            // and memory bandwidth).
+            let alone = percentile(&timed(&[0], compile(&split.parts[0].model, 1).unwrap(), inputs.clone(), None), 0.5);
             let p0 = compile(&split.parts[0].model, 1).unwrap();
             let p1 = compile(&split.parts[1].model, 1).unwrap();
             let barrier = Arc::new(Barrier::new(2));
@@ -94,7 +99,7 @@ fn main() {
             let h1 = std::thread::spawn(move || timed(&[1], p1, i1, Some(b1)));
             let (t0, t1) = (h0.join().unwrap(), h1.join().unwrap());
             let halves = percentile(&t0.iter().zip(&t1).map(|(a, b)| a.max(*b)).collect::<Vec<f64>>(), 0.5);
-            println!("{start:>5} {end:>5} {rows:>10} {one:>9.0} {two:>9.0} {halves:>9.0} {:>8.2} {:>8.2}", one / two, one / halves);
+            println!("{start:>5} {end:>5} {rows:>10} {one:>9.0} {two:>9.0} {alone:>9.0} {halves:>9.0} {:>8.2} {:>8.2}", one / two, one / halves);
             sum1 += one;
             sum2 += two;
             sumh += halves;
