@@ -106,11 +106,12 @@ pub fn find(name: &str) -> Option<&'static ZooModel> {
     MODELS.iter().find(|m| m.name == name)
 }
 
-/// Look one up by name, or fail with [`ZooError::UnknownModel`].
+/// Look one up by name, or fail with [`ZooError::UnknownModel`], which names the probe networks too
+/// (`probe-wide-09` is more likely a probe mistyped than a model).
 pub fn get(name: &str) -> Result<&'static ZooModel, ZooError> {
     find(name).ok_or_else(|| ZooError::UnknownModel {
         name: name.to_string(),
-        valid: valid_names(),
+        valid: format!("{}; probe networks {}", valid_names(), probe::valid_names()),
     })
 }
 
@@ -889,7 +890,8 @@ mod tests {
         match build("alexnet", 0) {
             Err(ZooError::UnknownModel { name, valid }) => {
                 assert_eq!(name, "alexnet");
-                assert_eq!(valid, "resnet, mobilenet, inception, transformer");
+                assert!(valid.starts_with("resnet, mobilenet, inception, transformer; probe networks probe-cnn-01 to "), "{valid}");
+                assert!(valid.contains("probe-wide-01 to probe-wide-06"), "{valid}");
             }
             other => panic!("expected UnknownModel, got {other:?}"),
         }

@@ -139,9 +139,14 @@ pub fn build_probe(probe: &Probe) -> BuiltProbe {
     BuiltProbe { proto, input_shape: d.input_shape, output_shape: d.output_shape, description, macs: d.macs }
 }
 
+/// The probes' names as ranges, for error messages.
+pub fn valid_names() -> String {
+    format!("{PREFIX}cnn-01 to {PREFIX}cnn-{CNN_PROBES:02}, {PREFIX}tok-01 to {PREFIX}tok-{TOKEN_PROBES:02}, {PREFIX}wide-01 to {PREFIX}wide-{WIDE_PROBES:02}")
+}
+
 /// The ONNX bytes of the probe named `name`.
 pub fn build(name: &str) -> Result<Vec<u8>, ZooError> {
-    let probe = find(name).ok_or_else(|| ZooError::UnknownModel { name: name.to_string(), valid: format!("{PREFIX}cnn-01 to {PREFIX}cnn-{CNN_PROBES:02}, {PREFIX}tok-01 to {PREFIX}tok-{TOKEN_PROBES:02}, {PREFIX}wide-01 to {PREFIX}wide-{WIDE_PROBES:02}") })?;
+    let probe = find(name).ok_or_else(|| ZooError::UnknownModel { name: name.to_string(), valid: valid_names() })?;
     Ok(build_probe(&probe).bytes())
 }
 
